@@ -1,0 +1,51 @@
+"""The exceptions of redis-sessions, in one place.
+
+``SessionError`` is the root. ``ValidationError`` is also a ``ValueError`` and carries Node's error
+name in ``.code`` (missingParameter, invalidFormat, invalidValue) and Node's message, so users
+arriving from Node's redis-sessions see the same words. ``BackendError`` covers every failure of
+Redis itself; ``BackendUnavailable`` is the one for "Redis could not be reached in time".
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SessionError",
+    "ValidationError",
+    "BackendError",
+    "BackendUnavailable",
+    "SessionTooLarge",
+]
+
+
+class SessionError(Exception):
+    """Base class of every error raised by redis-sessions."""
+
+
+class ValidationError(SessionError, ValueError):
+    """An argument broke one of Node's validation rules (or one of ours, with the same codes)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"ValidationError({self.code!r}, {self.message!r})"
+
+
+class SessionTooLarge(ValidationError):
+    """The session data would exceed the documented size limits (keys or bytes)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalidValue", message)
+
+
+class BackendError(SessionError):
+    """Redis answered with an error, or its answer made no sense."""
+
+
+class BackendUnavailable(BackendError):
+    """Redis could not be reached, or did not answer within the client's timeout.
+
+    The original redis-py exception is kept as ``__cause__``.
+    """

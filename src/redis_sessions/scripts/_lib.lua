@@ -1,0 +1,200 @@
+-- Shared by every session script: scripts.py puts this file in front of each one.
+--
+-- Calling convention of all scripts (built by manager.py):
+--   KEYS[1] {ns}:{app}:_sessions   KEYS[2] {ns}:{app}:_users   KEYS[3] {ns}:SESSIONS
+--   KEYS[4..] script-specific
+--   ARGV[1] app   ARGV[2] session key prefix "{ns}:{app}:"   ARGV[3] user set prefix "{ns}:{app}:us:"
+--   ARGV[4] cache channel ("" = do not publish)   ARGV[5] "1" = keep a Redis TTL on the keys
+--   ARGV[6..] script-specific
+-- Key and member names come from keys.py; here a token or an id is only appended to a prefix,
+-- and the two member formats ("token:id", "app:token:id") are built as keys.py documents them.
+-- Time is the server's (TIME), so every process agrees on it.
+
+local APP, SESSION_PREFIX, USER_PREFIX, CHANNEL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local REDIS_TTL = ARGV[5] == '1'
+local SESSIONS_KEY, USERS_KEY, EXPIRY_KEY = KEYS[1], KEYS[2], KEYS[3]
+
+local function now_seconds()
+  return tonumber(redis.call('TIME')[1])
+end
+
+-- One session's stored fields, or nil when there is no (well-formed) session.
+-- s.ttl is what get() returns: for no_resave sessions the time remaining.
+local function load(key, now)
+  local v = redis.call('HMGET', key, 'id', 'r', 'w', 'ttl', 'd', 'la', 'ip', 'no_resave')
+  if not v[1] then return nil end
+  local r, w, ttl, la = tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[6])
+  if not (r and w and ttl and la) then return nil end
+  local s = {key = key, id = v[1], r = r, w = w, ttl = ttl, la = la, d = v[5], ip = v[7],
+             no_resave = v[8] == '1', idle = now - la, expires = la + ttl}
+  s.expired = s.ttl < s.idle
+  if s.no_resave then s.ttl = s.ttl - s.idle end
+  return s
+end
+
+-- The reply parsed by core.parse_session: id r w ttl idle ip d no_resave.
+local function reply(s)
+  return {s.id, s.r, s.w, s.ttl, s.idle, s.ip or false, s.d or false, s.no_resave and 1 or 0}
+end
+
+-- Give key a Redis TTL of at least secs (never shortens one that is longer).
+local function extend(key, secs)
+  local current = redis.call('TTL', key)
+  if current == -1 or current < secs then redis.call('EXPIRE', key, secs) end
+end
+
+local function publish(token)
+  if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, APP .. ':' .. token) end
+end
+
+-- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
+-- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs.
+local function touch(s, token, now)
+  if s.no_resave then
+    if s.idle > 0 then redis.call('HSET', s.key, 'ttl', s.ttl, 'la', now) ; s.la = now end
+  elseif s.idle > 1 then
+    redis.call('HSET', s.key, 'la', now) ; s.la = now
+  end
+  redis.call('ZADD', SESSIONS_KEY, now, token .. ':' .. s.id)
+  redis.call('ZADD', USERS_KEY, now, s.id)
+  redis.call('ZADD', EXPIRY_KEY, now + s.ttl, APP .. ':' .. token .. ':' .. s.id)
+  if REDIS_TTL then
+    -- the session counts as expired once now > la + ttl
+    local left = s.la + s.ttl + 1 - now
+    redis.call('EXPIRE', s.key, left)
+    extend(USER_PREFIX .. s.id, left)
+    extend(SESSIONS_KEY, left)
+    extend(USERS_KEY, left)
+    extend(EXPIRY_KEY, left)
+  end
+end
+
+-- Remove one session and its index entries; returns the number of hashes deleted (0 or 1).
+local function kill(token, id)
+  local n = redis.call('DEL', SESSION_PREFIX .. token)
+  local user_key = USER_PREFIX .. id
+  redis.call('ZREM', SESSIONS_KEY, token .. ':' .. id)
+  redis.call('SREM', user_key, token)
+  redis.call('ZREM', EXPIRY_KEY, APP .. ':' .. token .. ':' .. id)
+  if redis.call('EXISTS', user_key) == 0 then redis.call('ZREM', USERS_KEY, id) end
+  publish(token)
+  return n
+end
+
+-- Split a "token:id" member at its first colon (tokens never contain one; ids may).
+local function split_member(member)
+  local colon = string.find(member, ':', 1, true)
+  if not colon then return nil end
+  return string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+end
+
+-- The JSON text of d, split into its top-level members without decoding any value, so values
+-- keep their exact bytes (cjson would round numbers to 14 digits).
+local function skip_ws(s, i)
+  return string.find(s, '[^ \t\r\n]', i) or (#s + 1)
+end
+
+local function end_of_string(s, i)
+  local j = i + 1
+  while true do
+    local q = string.find(s, '["\\]', j)
+    if not q then error('unterminated string') end
+    if string.byte(s, q) == 92 then j = q + 2 else return q + 1 end
+  end
+end
+
+local function end_of_value(s, i)
+  local c = string.byte(s, i)
+  if c == 34 then return end_of_string(s, i) end
+  if c == 123 or c == 91 then
+    local depth, j = 0, i
+    while true do
+      local p = string.find(s, '[%[%]{}"]', j)
+      if not p then error('unterminated container') end
+      local b = string.byte(s, p)
+      if b == 34 then
+        j = end_of_string(s, p)
+      else
+        if b == 123 or b == 91 then depth = depth + 1 else depth = depth - 1 end
+        j = p + 1
+        if depth == 0 then return j end
+      end
+    end
+  end
+  local p = string.find(s, '[,}%]%s]', i)
+  if not p or p == i then error('bad value') end
+  return p
+end
+
+local function json_members(s)
+  local members = {}
+  local i = skip_ws(s, 1)
+  if string.byte(s, i) ~= 123 then error('not an object') end
+  i = skip_ws(s, i + 1)
+  if string.byte(s, i) == 125 then return members end
+  while true do
+    if string.byte(s, i) ~= 34 then error('bad key') end
+    local key_end = end_of_string(s, i)
+    local raw_key = string.sub(s, i, key_end - 1)
+    i = skip_ws(s, key_end)
+    if string.byte(s, i) ~= 58 then error('missing colon') end
+    i = skip_ws(s, i + 1)
+    local value_end = end_of_value(s, i)
+    members[#members + 1] = {raw_key, string.sub(s, i, value_end - 1)}
+    i = skip_ws(s, value_end)
+    local b = string.byte(s, i)
+    if b == 44 then
+      i = skip_ws(s, i + 1)
+    elseif b == 125 then
+      return members
+    else
+      error('bad separator')
+    end
+  end
+end
+
+-- Apply the encoded changes ARGV[first..] (pairs: JSON key, JSON value or "" = delete) to the
+-- stored JSON text of d. Stored keys keep their order and untouched values their bytes; new keys
+-- go at the end (as Node's merge does). Returns the new text (nil when empty) and its key count;
+-- the count is -1 when the stored text is not a JSON object.
+local function merge(stored, first)
+  local members, index = {}, {}
+  if stored then
+    local ok = pcall(function()
+      members = json_members(stored)
+      for n, m in ipairs(members) do index[cjson.decode(m[1])] = n end
+    end)
+    if not ok then return nil, -1 end
+  end
+  for i = first, #ARGV, 2 do
+    local name = cjson.decode(ARGV[i])
+    local value = ARGV[i + 1]
+    local n = index[name]
+    if value == '' then
+      if n then members[n][2] = nil end
+    elseif n then
+      members[n][2] = value
+    else
+      members[#members + 1] = {ARGV[i], value}
+      index[name] = #members
+    end
+  end
+  local parts = {}
+  for _, m in ipairs(members) do
+    if m[2] then parts[#parts + 1] = m[1] .. ':' .. m[2] end
+  end
+  if #parts == 0 then return nil, 0 end
+  return '{' .. table.concat(parts, ',') .. '}', #parts
+end
+
+local function refuse_data(text, count, max_bytes, max_keys)
+  if count < 0 then return 'RSCORRUPT the stored session data is not a JSON object' end
+  if count > max_keys then
+    return 'RSTOOLARGE the session data would have ' .. count .. ' keys; the limit is ' .. max_keys
+  end
+  if text and #text > max_bytes then
+    return 'RSTOOLARGE the session data would take ' .. #text .. ' bytes; the limit is ' .. max_bytes
+  end
+  return nil
+end
+

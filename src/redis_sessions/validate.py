@@ -1,0 +1,94 @@
+"""Node redis-sessions' validation rules and messages, for every argument of the manager.
+
+Each check returns the normalized value or raises ``ValidationError`` with Node's code and
+message, so bad input never reaches Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ._constants import MIN_TTL
+from .errors import ValidationError
+
+_APP = re.compile(r"[A-Za-z0-9_-]{3,20}")
+_TOKEN = re.compile(r"[A-Za-z0-9]{64}")
+_LINE_BREAK = re.compile(r"[\n\r\u2028\u2029]")
+
+FORBIDDEN_TYPE = "d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed."
+
+
+def _missing(value: object) -> bool:
+    return value is None or value == ""
+
+
+def app(value: object) -> str:
+    if _missing(value):
+        raise ValidationError("missingParameter", "No app supplied")
+    if not isinstance(value, str) or not _APP.fullmatch(value):
+        raise ValidationError("invalidFormat", "Invalid app format")
+    return value
+
+
+def token(value: object) -> str:
+    if _missing(value):
+        raise ValidationError("missingParameter", "No token supplied")
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValidationError("invalidFormat", "Invalid token format")
+    return value
+
+
+def user_id(value: object) -> str:
+    """A user id: 1-128 characters without a line break; ints are accepted and made str."""
+    if _missing(value):
+        raise ValidationError("missingParameter", "No id supplied")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 128 or _LINE_BREAK.search(value):
+        raise ValidationError("invalidFormat", "Invalid id format")
+    return value
+
+
+def ip(value: object) -> str:
+    if _missing(value):
+        raise ValidationError("missingParameter", "No ip supplied")
+    if not isinstance(value, str) or len(value) > 39:
+        raise ValidationError("invalidFormat", "Invalid ip format")
+    return value
+
+
+def _whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def ttl(value: object) -> int:
+    if not _whole_number(value) or value < MIN_TTL:  # type: ignore[operator]
+        raise ValidationError("invalidValue", f"ttl must be a positive integer >= {MIN_TTL}")
+    return value  # type: ignore[return-value]
+
+
+def dt(value: object) -> int:
+    if not _whole_number(value) or value < MIN_TTL:  # type: ignore[operator]
+        raise ValidationError("invalidValue", f"deltaTime must be a positive integer >= {MIN_TTL}")
+    return value  # type: ignore[return-value]
+
+
+def max_sessions(value: object) -> int:
+    """0 (no cap) or a positive whole number of sessions per user id."""
+    if value is None:
+        return 0
+    if not _whole_number(value) or value < 1:  # type: ignore[operator]
+        raise ValidationError("invalidValue", "max_sessions must be a positive integer")
+    return value  # type: ignore[return-value]
+
+
+def data(value: object) -> Mapping[str, object]:
+    """The ``d`` of set(): a non-empty mapping (value types are checked when it is encoded)."""
+    if value is None:
+        raise ValidationError("missingParameter", "No d supplied")
+    if not isinstance(value, Mapping):
+        raise ValidationError("invalidValue", "d must be an object")
+    if not value:
+        raise ValidationError("invalidValue", "d must containt at least one key.")
+    return value

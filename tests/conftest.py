@@ -1,0 +1,107 @@
+"""Fixtures shared by every test: a real Redis server, a fresh namespace per test.
+
+Tests use ``REDIS_URL`` when it is set; otherwise one private server is started for the whole run
+and stopped at the end. No test flushes a database: each test works in a namespace of its own, so
+a shared server (REDIS_URL) is never wiped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from redis_sessions import core
+
+from .redis_server import RedisServer
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    url = os.environ.get("REDIS_URL")
+    server = f"REDIS_URL={url}" if url else "a private server started by the tests"
+    return [f"redis-sessions core: {core.IMPLEMENTATION}; Redis: {server}"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer | None]:
+    """The private server, or None when REDIS_URL points at one the tests did not start."""
+    if os.environ.get("REDIS_URL"):
+        yield None
+        return
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer | None) -> str:
+    return redis_server.url if redis_server else os.environ["REDIS_URL"]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A namespace no other test uses; its keys are deleted afterwards (never a FLUSHDB)."""
+    ns = "rstest" + secrets.token_hex(4)
+    yield ns
+    keys = list(redis_client.scan_iter(match=f"{ns}:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def rs(redis_url: str, namespace: str):
+    """A RedisSessions in its own namespace, without the periodic wiper."""
+    from redis_sessions import RedisSessions
+
+    manager = RedisSessions(redis_url, namespace=namespace, wipe=0)
+    yield manager
+    manager.close()
+
+
+class CommandCounter:
+    """Counts the commands a Redis server processed: its own INFO calls are subtracted."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.start = self._total()
+
+    def _total(self) -> int:
+        return int(self.client.info("stats")["total_commands_processed"])
+
+    @property
+    def count(self) -> int:
+        # each _total() is one INFO command itself
+        return self._total() - self.start - 1
+
+    def reset(self) -> None:
+        self.start = self._total()
+
+
+@pytest.fixture
+def command_counter(redis_server: RedisServer | None, redis_url: str):
+    """``counter = command_counter(); ...; counter.count``: commands the server ran in between.
+
+    Only meaningful on the private server (nothing else talks to it); on REDIS_URL the test is
+    skipped with that reason.
+    """
+    if redis_server is None:
+        pytest.skip("command counting needs the private server (REDIS_URL is shared)")
+    client = redis.Redis.from_url(redis_url)
+
+    def make() -> CommandCounter:
+        return CommandCounter(client)
+
+    yield make
+    client.close()
