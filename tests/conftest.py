@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -71,22 +72,52 @@ def rs(redis_url: str, namespace: str):
 
 
 class CommandCounter:
-    """Counts the commands a Redis server processed: its own INFO calls are subtracted."""
+    """Counts the commands clients sent to the server (round trips), through MONITOR.
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.start = self._total()
+    Commands that scripts run inside Redis are not counted: one EVALSHA is one round trip.
+    ``count`` stops the count; a marker command tells where the measured block ended.
+    """
 
-    def _total(self) -> int:
-        return int(self.client.info("stats")["total_commands_processed"])
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.marker = "rs-count-" + secrets.token_hex(8)
+        self.commands: list[str] = []
+        self._monitor = self.client.monitor()
+        self._monitor.__enter__()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        # a first marker proves MONITOR is live before the block starts
+        while not self._ready.wait(0.05):
+            self.client.echo(self.marker + "-start")
+        self._result: int | None = None
+
+    def _read(self) -> None:
+        started = False
+        while True:
+            info = self._monitor.next_command()
+            command = info["command"]
+            if not started:
+                started = command.startswith(f"ECHO {self.marker}-start")
+                if started:
+                    self._ready.set()
+                continue
+            if command.startswith(f"ECHO {self.marker}-start"):
+                continue
+            if command == f"ECHO {self.marker}-end":
+                return
+            if info.get("client_type") != "lua":
+                self.commands.append(command)
 
     @property
     def count(self) -> int:
-        # each _total() is one INFO command itself
-        return self._total() - self.start - 1
-
-    def reset(self) -> None:
-        self.start = self._total()
+        if self._result is None:
+            self.client.echo(self.marker + "-end")
+            self._thread.join(10)
+            self._monitor.__exit__(None, None, None)
+            self.client.close()
+            self._result = len(self.commands)
+        return self._result
 
 
 @pytest.fixture
@@ -98,10 +129,7 @@ def command_counter(redis_server: RedisServer | None, redis_url: str):
     """
     if redis_server is None:
         pytest.skip("command counting needs the private server (REDIS_URL is shared)")
-    client = redis.Redis.from_url(redis_url)
-
     def make() -> CommandCounter:
-        return CommandCounter(client)
+        return CommandCounter(redis_url)
 
     yield make
-    client.close()

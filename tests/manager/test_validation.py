@@ -1,0 +1,95 @@
+"""Node's validation rules and messages: every bad input is a ValidationError, never a Redis error."""
+
+from __future__ import annotations
+
+import pytest
+
+from redis_sessions import RedisSessions, ValidationError
+
+APP = "testapp"
+TOKEN = "A" * 64
+
+
+def _create(**kw):
+    args = {"app": APP, "id": "user1", "ip": "10.0.0.1"} | kw
+    return lambda rs: rs.create(**args)
+
+
+CASES = [
+    # (name, call, code, message)
+    ("create no app", _create(app=None), "missingParameter", "No app supplied"),
+    ("create empty app", _create(app=""), "missingParameter", "No app supplied"),
+    ("create short app", _create(app="ab"), "invalidFormat", "Invalid app format"),
+    ("create long app", _create(app="a" * 21), "invalidFormat", "Invalid app format"),
+    ("create app with colon", _create(app="my:app"), "invalidFormat", "Invalid app format"),
+    ("create app with space", _create(app="my app"), "invalidFormat", "Invalid app format"),
+    ("create app non-ascii", _create(app="appé"), "invalidFormat", "Invalid app format"),
+    ("create app not str", _create(app=123), "invalidFormat", "Invalid app format"),
+    ("create no id", _create(id=None), "missingParameter", "No id supplied"),
+    ("create empty id", _create(id=""), "missingParameter", "No id supplied"),
+    ("create id too long", _create(id="x" * 129), "invalidFormat", "Invalid id format"),
+    ("create id line break", _create(id="a\nb"), "invalidFormat", "Invalid id format"),
+    ("create id carriage return", _create(id="a\rb"), "invalidFormat", "Invalid id format"),
+    ("create id list", _create(id=["a"]), "invalidFormat", "Invalid id format"),
+    ("create id bool", _create(id=True), "invalidFormat", "Invalid id format"),
+    ("create no ip", _create(ip=None), "missingParameter", "No ip supplied"),
+    ("create empty ip", _create(ip=""), "missingParameter", "No ip supplied"),
+    ("create ip too long", _create(ip="1" * 40), "invalidFormat", "Invalid ip format"),
+    ("create ip not str", _create(ip=1234), "invalidFormat", "Invalid ip format"),
+    ("create ttl small", _create(ttl=9), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create ttl negative", _create(ttl=-100), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create ttl float", _create(ttl=100.5), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create ttl str", _create(ttl="100"), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create ttl bool", _create(ttl=True), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create d list", _create(d=[1]), "invalidValue", "d must be an object"),
+    ("create d nested", _create(d={"o": {"x": 1}}), "invalidValue",
+     "d.o has a forbidden type. Only strings, numbers, boolean and null are allowed."),
+    ("create max_sessions 0", _create(max_sessions=0), "invalidValue",
+     "max_sessions must be a positive integer"),
+    ("get no token", lambda rs: rs.get(APP, None), "missingParameter", "No token supplied"),
+    ("get short token", lambda rs: rs.get(APP, "A" * 63), "invalidFormat", "Invalid token format"),
+    ("get long token", lambda rs: rs.get(APP, "A" * 65), "invalidFormat", "Invalid token format"),
+    ("get token symbol", lambda rs: rs.get(APP, "A" * 63 + "!"), "invalidFormat",
+     "Invalid token format"),
+    ("get token unicode", lambda rs: rs.get(APP, "é" * 64), "invalidFormat", "Invalid token format"),
+    ("get token bytes", lambda rs: rs.get(APP, b"A" * 64), "invalidFormat", "Invalid token format"),
+    ("get bad app", lambda rs: rs.get("x", TOKEN), "invalidFormat", "Invalid app format"),
+    ("set no d", lambda rs: rs.set(APP, TOKEN, None), "missingParameter", "No d supplied"),
+    ("set d not object", lambda rs: rs.set(APP, TOKEN, "x"), "invalidValue", "d must be an object"),
+    ("set d empty", lambda rs: rs.set(APP, TOKEN, {}), "invalidValue",
+     "d must containt at least one key."),
+    ("set d forbidden", lambda rs: rs.set(APP, TOKEN, {"k": [1]}), "invalidValue",
+     "d.k has a forbidden type. Only strings, numbers, boolean and null are allowed."),
+    ("set bad token", lambda rs: rs.set(APP, "short", {"a": 1}), "invalidFormat",
+     "Invalid token format"),
+    ("kill bad token", lambda rs: rs.kill(APP, "x" * 64 + "\n"), "invalidFormat",
+     "Invalid token format"),
+    ("killsoid no id", lambda rs: rs.killsoid(APP, ""), "missingParameter", "No id supplied"),
+    ("killall bad app", lambda rs: rs.killall("no"), "invalidFormat", "Invalid app format"),
+    ("soid bad id", lambda rs: rs.soid(APP, "a\nb"), "invalidFormat", "Invalid id format"),
+    ("soapp dt small", lambda rs: rs.soapp(APP, 5), "invalidValue",
+     "deltaTime must be a positive integer >= 10"),
+    ("soapp dt str", lambda rs: rs.soapp(APP, "600"), "invalidValue",
+     "deltaTime must be a positive integer >= 10"),
+    ("activity dt none", lambda rs: rs.activity(APP, None), "invalidValue",
+     "deltaTime must be a positive integer >= 10"),
+]
+
+
+@pytest.mark.parametrize(("call", "code", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_a_validation_error(rs: RedisSessions, call, code, message) -> None:
+    with pytest.raises(ValidationError) as info:
+        call(rs)
+    assert info.value.code == code
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError)
+
+
+def test_there_are_at_least_30_cases() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("kwargs", [{"namespace": "a:b"}, {"namespace": ""}, {"wipe": 5}])
+def test_bad_constructor_arguments(redis_url, kwargs) -> None:
+    with pytest.raises(ValidationError):
+        RedisSessions(redis_url, **kwargs)
