@@ -14,6 +14,8 @@ BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Node's defaults and lower bounds.
 DEFAULT_TTL = 7200
 MIN_TTL = 10
+MAX_ID_LENGTH = 128
+MAX_IP_LENGTH = 39
 DEFAULT_NAMESPACE = "rs"
 DEFAULT_WIPE = 600
 DEFAULT_CACHE_MAX = 5000

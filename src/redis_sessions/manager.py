@@ -239,7 +239,7 @@ class RedisSessions:
     def killsoid(self, app: str, id: str | int) -> int:
         """Remove every session of user ``id``; returns how many there were."""
         ctx = self._app(app)
-        user = validate.user_id(id)
+        user = validate.user_id(id, max_length=None)
         if self.cache is not None:
             self.cache.flush()
         return int(self._run(scripts.KILLSOID, ctx, ctx.user_prefix + user, (user,)))
@@ -259,7 +259,7 @@ class RedisSessions:
     def soid(self, app: str, id: str | int) -> list[Session]:
         """The live sessions of user ``id``, each with its ``token`` (activity not recorded)."""
         ctx = self._app(app)
-        user = validate.user_id(id)
+        user = validate.user_id(id, max_length=None)
         return self._sessions_with_tokens(self._run(scripts.SOID, ctx, ctx.user_prefix + user, ()))
 
     def soapp(self, app: str, dt: int) -> list[Session]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ._constants import MIN_TTL
+from ._constants import MAX_ID_LENGTH, MAX_IP_LENGTH, MIN_TTL
 from .errors import ValidationError
 
 _APP = re.compile(r"[A-Za-z0-9_-]{3,20}")
@@ -39,13 +39,21 @@ def token(value: object) -> str:
     return value
 
 
-def user_id(value: object) -> str:
-    """A user id: 1-128 characters without a line break; ints are accepted and made str."""
+def user_id(value: object, *, max_length: int | None = MAX_ID_LENGTH) -> str:
+    """A user id: 1-128 characters without a line break; ints are accepted and made str.
+
+    Lookups pass ``max_length=None``: Node's own pattern (``/^(.*?){1,128}$/``) lets longer ids
+    through, and sessions Node created for them must stay reachable from Python.
+    """
     if _missing(value):
         raise ValidationError("missingParameter", "No id supplied")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or len(value) > 128 or _LINE_BREAK.search(value):
+    if (
+        not isinstance(value, str)
+        or (max_length is not None and len(value) > max_length)
+        or _LINE_BREAK.search(value)
+    ):
         raise ValidationError("invalidFormat", "Invalid id format")
     return value
 
@@ -53,7 +61,7 @@ def user_id(value: object) -> str:
 def ip(value: object) -> str:
     if _missing(value):
         raise ValidationError("missingParameter", "No ip supplied")
-    if not isinstance(value, str) or len(value) > 39:
+    if not isinstance(value, str) or len(value) > MAX_IP_LENGTH:
         raise ValidationError("invalidFormat", "Invalid ip format")
     return value
 
