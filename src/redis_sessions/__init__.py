@@ -15,6 +15,8 @@ from .errors import (
     ValidationError,
 )
 from .manager import RedisSessions
+from .session import Session
+from .wsgi import SessionMiddleware, get_session
 
 try:
     __version__ = version("redis-sessions")
@@ -24,6 +26,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "IMPLEMENTATION",
     "RedisSessions",
+    "SessionMiddleware",
+    "Session",
+    "get_session",
     "SessionError",
     "ValidationError",
     "SessionTooLarge",

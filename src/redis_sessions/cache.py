@@ -21,6 +21,14 @@ from .keys import cache_message, parse_cache_message
 log = logging.getLogger("redis_sessions")
 
 
+def _copy(session: dict) -> dict:
+    """A copy the caller may change freely (the data dict ``d`` included)."""
+    copied = dict(session)
+    if "d" in copied:
+        copied["d"] = dict(copied["d"])
+    return copied
+
+
 class LocalCache:
     """An LRU of session dicts keyed by ``app:token``, each kept for ``ttl`` seconds."""
 
@@ -61,13 +69,13 @@ class LocalCache:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
-        return dict(entry[1])
+        return _copy(entry[1])
 
     def put(self, app: str, token: str, session: dict) -> None:
         if not self._listening:
             return
         with self._lock:
-            self._entries[cache_message(app, token)] = (time.monotonic() + self.ttl, dict(session))
+            self._entries[cache_message(app, token)] = (time.monotonic() + self.ttl, _copy(session))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 

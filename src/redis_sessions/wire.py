@@ -2,20 +2,22 @@
 
 The connection comes from the redis-py client's own pool, so connecting, AUTH, TLS, Sentinel and
 reconnects stay redis-py's; what this module skips is redis-py's per-command work (pool
-acquire/release, argument encoding, response callbacks), which costs more than the round trip
-itself. Commands are packed by the core. Connections are held per thread, dropped in a forked
-child and returned to the pool when their thread ends. Redis failures become ``BackendError`` /
-``BackendUnavailable``.
+acquire/release, argument encoding, parser layers, response callbacks), which costs more than the
+round trip itself. Commands are packed by the core and replies read with ``hiredis.Reader``.
+Connections are held per thread, dropped in a forked child and returned to the pool when their
+thread ends. Redis failures become ``BackendError`` / ``BackendUnavailable``.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import socket
 import threading
 from collections.abc import Sequence
 
+import hiredis
 import redis
-from redis.exceptions import NoScriptError, ResponseError
 
 from . import core
 from .errors import BackendError, BackendUnavailable, SessionTooLarge
@@ -27,17 +29,47 @@ Arg = bytes | str | int
 
 
 class _Held:
-    """A pool connection owned by one thread of one process until that thread ends."""
+    """A pool connection owned by one thread of one process until that thread ends.
 
-    __slots__ = ("pool", "conn", "pid", "__weakref__")
+    Replies are read by a ``hiredis.Reader`` of our own straight from the connection's socket;
+    redis-py's parser is never used on a held connection, so the two never share a stream.
+    """
+
+    __slots__ = ("pool", "conn", "pid", "sock", "reader", "poller", "__weakref__")
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
         self.pid = os.getpid()
         self.conn = pool.get_connection()
+        self.sock: socket.socket | None = None
+
+    def socket(self) -> socket.socket:
+        """The live socket, (re)connecting through redis-py when there is none or it went stale."""
+        sock = self.sock
+        if sock is not None and sock is self.conn._sock:  # type: ignore[union-attr]
+            # Anything readable before we sent a command means the server closed the
+            # connection (restart, idle timeout): reconnect now rather than fail this call.
+            if not self.poller.poll(0):
+                return sock
+            self.conn.disconnect()  # type: ignore[union-attr]
+        conn = self.conn
+        if conn._sock is None:  # type: ignore[union-attr]
+            conn.connect()  # type: ignore[union-attr]  (AUTH, TLS, SELECT: redis-py's)
+        sock = self.sock = conn._sock  # type: ignore[union-attr]
+        self.reader = hiredis.Reader()
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN | select.POLLPRI)
+        return sock  # type: ignore[return-value]
+
+    def drop(self) -> None:
+        """Close the socket after a failure: a late reply must never be read as the next one."""
+        self.sock = None
+        if self.conn is not None:
+            self.conn.disconnect()
 
     def release(self) -> None:
         conn, self.conn = self.conn, None
+        self.sock = None
         if conn is not None and self.pid == os.getpid():
             try:
                 self.pool.release(conn)
@@ -49,13 +81,17 @@ class _Held:
 
 
 def backend_error(exc: Exception) -> BackendError:
-    """The redis-sessions exception for a redis-py one (the original is kept as __cause__)."""
+    """The redis-sessions exception for a redis-py/hiredis one (the original is its __cause__)."""
     if isinstance(exc, _CONNECTION_ERRORS):
         return BackendUnavailable(f"Redis is unavailable: {exc}")
     message = str(exc)
     if message.startswith("RSTOOLARGE "):
         return SessionTooLarge(message[len("RSTOOLARGE ") :])
     return BackendError(f"Redis error: {message}")
+
+
+def _is_noscript(reply: object) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 class Wire:
@@ -65,7 +101,7 @@ class Wire:
         self.pool: redis.ConnectionPool = client.connection_pool
         self._local = threading.local()
 
-    def _connection(self) -> _Held:
+    def _held(self) -> _Held:
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid() or held.conn is None:
             try:
@@ -82,54 +118,66 @@ class Wire:
             held.release()
             self._local.held = None
 
-    def _roundtrip(self, held: _Held, packed: bytes, count: int) -> list[object]:
-        conn = held.conn
+    @staticmethod
+    def _roundtrip(held: _Held, packed: bytes, count: int) -> list[object]:
+        """Send ``packed`` and read ``count`` replies (error replies are returned, not raised)."""
         try:
-            # A reply waiting before we sent anything means the server closed the connection
-            # (a restart, a timeout): reconnect now rather than fail this call.
-            if conn._sock is not None and conn.can_read(0):  # type: ignore[union-attr]
-                conn.disconnect()  # type: ignore[union-attr]
-        except _CONNECTION_ERRORS:
-            conn.disconnect()  # type: ignore[union-attr]
-        try:
-            conn.send_packed_command([packed], check_health=False)  # type: ignore[union-attr]
+            sock = held.socket()
+            sock.sendall(packed)
+            reader = held.reader
             replies = []
-            for _ in range(count):
-                try:
-                    replies.append(conn.read_response())  # type: ignore[union-attr]
-                except ResponseError as exc:
-                    replies.append(exc)
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise redis.ConnectionError("Connection closed by server.")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
             return replies
         except _CONNECTION_ERRORS as exc:
-            conn.disconnect()  # type: ignore[union-attr]
+            held.drop()
             raise backend_error(exc) from exc
+        except hiredis.ProtocolError as exc:
+            held.drop()
+            raise BackendError(f"Redis protocol error: {exc}") from exc
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> object:
         """Run one script: one round trip (two after a NOSCRIPT, which loads it)."""
-        return self.run_many(script, [(keys, args)])[0]
+        held = self._held()
+        reply = self._roundtrip(
+            held, core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]), 1
+        )[0]
+        if isinstance(reply, hiredis.ReplyError):
+            if _is_noscript(reply):  # the server lost its script cache: send the body once
+                packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args])
+                reply = self._roundtrip(held, packed, 1)[0]
+            if isinstance(reply, hiredis.ReplyError):
+                raise backend_error(reply) from reply
+        return reply
 
     def run_many(
         self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]
     ) -> list[object]:
         """Run one script for several key/argument sets in one round trip (pipelined)."""
-        held = self._connection()
-        head = [b"EVALSHA", script.sha]
+        if not calls:
+            return []
+        held = self._held()
         packed = b"".join(
-            core.pack_command([*head, len(keys), *keys, *args]) for keys, args in calls
+            core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
+            for keys, args in calls
         )
         replies = self._roundtrip(held, packed, len(calls))
-        if any(isinstance(r, NoScriptError) for r in replies):
-            # The server lost its script cache (restart, SCRIPT FLUSH): send the body once.
-            retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-            first_keys, first_args = calls[retry[0]]
-            eval_head = [b"EVAL", script.body, len(first_keys), *first_keys, *first_args]
-            packed = core.pack_command(eval_head) + b"".join(
-                core.pack_command([*head, len(calls[i][0]), *calls[i][0], *calls[i][1]])
-                for i in retry[1:]
-            )
-            for i, reply in zip(retry, self._roundtrip(held, packed, len(retry))):
-                replies[i] = reply
+        missing = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+        if missing:
+            keys, args = calls[missing[0]]
+            replies[missing[0]] = self._roundtrip(
+                held, core.pack_command([b"EVAL", script.body, len(keys), *keys, *args]), 1
+            )[0]
+            for i in missing[1:]:
+                replies[i] = self.run(script, *calls[i])
         for reply in replies:
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply
         return replies

@@ -1,0 +1,975 @@
+# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+# cython: cdivision=True, initializedcheck=False
+"""The compiled core: tokens, cookie signing, cookie extraction, reply parsing, change sets.
+
+The twin of ``redis_sessions._pycore`` (same names, same results; ``tests/core`` runs both).
+SHA-256/HMAC and base64 are done here in C (with the x86 SHA extensions when the CPU has them),
+so signing does not pay for Python's ``hmac`` objects. Tables come from ``_constants``.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_Copy, PyDict_Next
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_Substring
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy, memchr, memcmp
+
+import json
+import os
+import time
+
+from redis_sessions._constants import (
+    BASE36_DIGITS,
+    TOKEN_ALPHABET,
+    TOKEN_LENGTH,
+    TOKEN_RANDOM_LENGTH,
+    TOKEN_SEPARATOR,
+)
+from redis_sessions.errors import ValidationError
+
+__all__ = [
+    "new_token",
+    "token_from_random",
+    "is_token",
+    "sign",
+    "unsign",
+    "cookie_value",
+    "extract_token",
+    "pack_command",
+    "parse_session",
+    "encode_changes",
+    "snapshot",
+    "diff",
+]
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <math.h>
+
+    static inline int rs_str_ready(PyObject *o) {
+    #if PY_VERSION_HEX < 0x030C0000
+        return PyUnicode_READY(o);
+    #else
+        (void)o;
+        return 0;
+    #endif
+    }
+    #define rs_str_is_ascii(o) PyUnicode_IS_ASCII(o)
+    #define rs_str_kind(o) ((int)PyUnicode_KIND(o))
+    #define rs_str_data(o) ((const void *)PyUnicode_DATA(o))
+    #define rs_read(kind, data, i) PyUnicode_READ((kind), (data), (i))
+    #define RS_KIND_1BYTE PyUnicode_1BYTE_KIND
+
+    static inline int rs_is_alnum(unsigned int c) {
+        return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+    }
+
+    /* ---- SHA-256 (FIPS 180-4): portable C, and x86 SHA-NI when the CPU has it ---- */
+    static const uint32_t rs_K[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2
+    };
+    static const uint32_t rs_IV[8] = {
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19
+    };
+
+    #define RS_ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+    static void rs_sha256_portable(uint32_t st[8], const unsigned char *p, size_t nblocks) {
+        uint32_t w[64], a, b, c, d, e, f, g, h, t1, t2;
+        int i;
+        while (nblocks--) {
+            for (i = 0; i < 16; i++) {
+                w[i] = ((uint32_t)p[4 * i] << 24) | ((uint32_t)p[4 * i + 1] << 16) |
+                       ((uint32_t)p[4 * i + 2] << 8) | (uint32_t)p[4 * i + 3];
+            }
+            for (i = 16; i < 64; i++) {
+                uint32_t s0 = RS_ROR(w[i - 15], 7) ^ RS_ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+                uint32_t s1 = RS_ROR(w[i - 2], 17) ^ RS_ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+                w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+            }
+            a = st[0]; b = st[1]; c = st[2]; d = st[3]; e = st[4]; f = st[5]; g = st[6]; h = st[7];
+            for (i = 0; i < 64; i++) {
+                t1 = h + (RS_ROR(e, 6) ^ RS_ROR(e, 11) ^ RS_ROR(e, 25)) + ((e & f) ^ (~e & g)) + rs_K[i] + w[i];
+                t2 = (RS_ROR(a, 2) ^ RS_ROR(a, 13) ^ RS_ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+                h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+            }
+            st[0] += a; st[1] += b; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
+            p += 64;
+        }
+    }
+
+    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    #define RS_HAVE_SHANI 1
+    #include <immintrin.h>
+    #include <cpuid.h>
+
+    __attribute__((target("sha,sse4.1")))
+    static void rs_sha256_shani(uint32_t st[8], const unsigned char *p, size_t nblocks) {
+        const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        __m128i STATE0, STATE1, MSG, TMP, ABEF_SAVE, CDGH_SAVE, X[4];
+        int g;
+        TMP = _mm_loadu_si128((const __m128i *)&st[0]);
+        STATE1 = _mm_loadu_si128((const __m128i *)&st[4]);
+        TMP = _mm_shuffle_epi32(TMP, 0xB1);
+        STATE1 = _mm_shuffle_epi32(STATE1, 0x1B);
+        STATE0 = _mm_alignr_epi8(TMP, STATE1, 8);
+        STATE1 = _mm_blend_epi16(STATE1, TMP, 0xF0);
+        while (nblocks--) {
+            ABEF_SAVE = STATE0;
+            CDGH_SAVE = STATE1;
+            for (g = 0; g < 16; g++) {
+                if (g < 4) {
+                    X[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), MASK);
+                } else {
+                    __m128i m = _mm_sha256msg1_epu32(X[g & 3], X[(g + 1) & 3]);
+                    m = _mm_add_epi32(m, _mm_alignr_epi8(X[(g + 3) & 3], X[(g + 2) & 3], 4));
+                    X[g & 3] = _mm_sha256msg2_epu32(m, X[(g + 3) & 3]);
+                }
+                MSG = _mm_add_epi32(X[g & 3], _mm_loadu_si128((const __m128i *)&rs_K[4 * g]));
+                STATE1 = _mm_sha256rnds2_epu32(STATE1, STATE0, MSG);
+                MSG = _mm_shuffle_epi32(MSG, 0x0E);
+                STATE0 = _mm_sha256rnds2_epu32(STATE0, STATE1, MSG);
+            }
+            STATE0 = _mm_add_epi32(STATE0, ABEF_SAVE);
+            STATE1 = _mm_add_epi32(STATE1, CDGH_SAVE);
+            p += 64;
+        }
+        TMP = _mm_shuffle_epi32(STATE0, 0x1B);
+        STATE1 = _mm_shuffle_epi32(STATE1, 0xB1);
+        STATE0 = _mm_blend_epi16(TMP, STATE1, 0xF0);
+        STATE1 = _mm_alignr_epi8(STATE1, TMP, 8);
+        _mm_storeu_si128((__m128i *)&st[0], STATE0);
+        _mm_storeu_si128((__m128i *)&st[4], STATE1);
+    }
+
+    static int rs_cpu_has_shani(void) {
+        unsigned int a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+        if (!(c & (1u << 19)) || !(c & (1u << 9))) return 0;  /* SSE4.1, SSSE3 */
+        if (__get_cpuid_max(0, NULL) < 7) return 0;
+        __cpuid_count(7, 0, a, b, c, d);
+        return (int)((b >> 29) & 1u);  /* SHA */
+    }
+    #else
+    #define RS_HAVE_SHANI 0
+    static int rs_cpu_has_shani(void) { return 0; }
+    #endif
+
+    typedef void (*rs_compress_fn)(uint32_t *, const unsigned char *, size_t);
+    static rs_compress_fn rs_compress = rs_sha256_portable;
+
+    /* 1: use SHA-NI if the CPU has it; 0: portable. Returns 1 when SHA-NI is now in use. */
+    static int rs_select_sha(int want_shani) {
+    #if RS_HAVE_SHANI
+        if (want_shani && rs_cpu_has_shani()) { rs_compress = rs_sha256_shani; return 1; }
+    #endif
+        (void)want_shani;
+        rs_compress = rs_sha256_portable;
+        return 0;
+    }
+
+    /* Finishes a SHA-256 whose state already absorbed prefix_len bytes (a multiple of 64). */
+    static void rs_sha256_finish(uint32_t st[8], uint64_t prefix_len, const unsigned char *msg,
+                                 size_t len, unsigned char out[32]) {
+        unsigned char tail[128];
+        size_t full = len / 64, rest = len % 64, tl, i;
+        uint64_t bits = (prefix_len + (uint64_t)len) * 8;
+        if (full) rs_compress(st, msg, full);
+        memcpy(tail, msg + full * 64, rest);
+        tail[rest] = 0x80;
+        tl = (rest + 9 <= 64) ? 64 : 128;
+        memset(tail + rest + 1, 0, tl - rest - 9);
+        for (i = 0; i < 8; i++) tail[tl - 1 - i] = (unsigned char)(bits >> (8 * i));
+        rs_compress(st, tail, tl / 64);
+        for (i = 0; i < 8; i++) {
+            out[4 * i] = (unsigned char)(st[i] >> 24);
+            out[4 * i + 1] = (unsigned char)(st[i] >> 16);
+            out[4 * i + 2] = (unsigned char)(st[i] >> 8);
+            out[4 * i + 3] = (unsigned char)st[i];
+        }
+    }
+
+    static void rs_sha256(const unsigned char *msg, size_t len, unsigned char out[32]) {
+        uint32_t st[8];
+        memcpy(st, rs_IV, sizeof st);
+        rs_sha256_finish(st, 0, msg, len, out);
+    }
+
+    /* HMAC key schedule: the states after the ipad and opad blocks, computed once per key. */
+    typedef struct { uint32_t inner[8]; uint32_t outer[8]; } rs_hmac_key;
+
+    static void rs_hmac_prepare(rs_hmac_key *k, const unsigned char *key, size_t keylen) {
+        unsigned char block[64], hashed[32];
+        size_t i;
+        if (keylen > 64) { rs_sha256(key, keylen, hashed); key = hashed; keylen = 32; }
+        memset(block, 0, sizeof block);
+        if (keylen) memcpy(block, key, keylen);
+        for (i = 0; i < 64; i++) block[i] ^= 0x36;
+        memcpy(k->inner, rs_IV, sizeof rs_IV);
+        rs_compress(k->inner, block, 1);
+        for (i = 0; i < 64; i++) block[i] ^= 0x36 ^ 0x5c;
+        memcpy(k->outer, rs_IV, sizeof rs_IV);
+        rs_compress(k->outer, block, 1);
+    }
+
+    static void rs_hmac(const rs_hmac_key *k, const unsigned char *msg, size_t len, unsigned char out[32]) {
+        uint32_t st[8];
+        unsigned char inner[32];
+        memcpy(st, k->inner, sizeof st);
+        rs_sha256_finish(st, 64, msg, len, inner);
+        memcpy(st, k->outer, sizeof st);
+        rs_sha256_finish(st, 64, inner, 32, out);
+    }
+
+    /* Standard base64 of a 32-byte digest without "=": 43 characters. */
+    static void rs_b64_digest(const unsigned char in[32], char out[43]) {
+        static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        int i, o = 0;
+        for (i = 0; i < 30; i += 3) {
+            uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+            out[o++] = A[(v >> 18) & 63]; out[o++] = A[(v >> 12) & 63];
+            out[o++] = A[(v >> 6) & 63]; out[o++] = A[v & 63];
+        }
+        {
+            uint32_t v = ((uint32_t)in[30] << 16) | ((uint32_t)in[31] << 8);
+            out[o++] = A[(v >> 18) & 63]; out[o++] = A[(v >> 12) & 63]; out[o++] = A[(v >> 6) & 63];
+        }
+    }
+
+    static int rs_ct_equal(const char *a, const char *b, size_t n) {
+        unsigned char acc = 0;
+        size_t i;
+        for (i = 0; i < n; i++) acc |= (unsigned char)(a[i] ^ b[i]);
+        return acc == 0;
+    }
+
+    /* JSON string body (ensure_ascii=False) of UTF-8 text into out; returns its length.
+       With out NULL only the length is computed. */
+    static size_t rs_json_escape(const unsigned char *s, size_t len, unsigned char *out) {
+        static const char HEX[] = "0123456789abcdef";
+        size_t i, o = 0;
+        if (out == NULL) {
+            for (i = 0; i < len; i++) {
+                unsigned char c = s[i];
+                if (c >= 0x20 && c != '"' && c != '\\\\') o += 1;
+                else if (c == '"' || c == '\\\\' || c == '\\n' || c == '\\r' || c == '\\t' || c == '\\b' || c == '\\f') o += 2;
+                else o += 6;
+            }
+            return o;
+        }
+        for (i = 0; i < len; i++) {
+            unsigned char c = s[i];
+            if (c >= 0x20 && c != '"' && c != '\\\\') { out[o++] = c; continue; }
+            out[o++] = '\\\\';
+            switch (c) {
+            case '"': out[o++] = '"'; break;
+            case '\\\\': out[o++] = '\\\\'; break;
+            case '\\n': out[o++] = 'n'; break;
+            case '\\r': out[o++] = 'r'; break;
+            case '\\t': out[o++] = 't'; break;
+            case '\\b': out[o++] = 'b'; break;
+            case '\\f': out[o++] = 'f'; break;
+            default:
+                out[o++] = 'u'; out[o++] = '0'; out[o++] = '0';
+                out[o++] = (unsigned char)HEX[c >> 4]; out[o++] = (unsigned char)HEX[c & 15];
+            }
+        }
+        return o;
+    }
+
+    static inline int rs_signbit(double x) { return signbit(x) ? 1 : 0; }
+    static inline int rs_isfinite(double x) { return isfinite(x) ? 1 : 0; }
+    """
+    ctypedef struct rs_hmac_key:
+        pass
+    int rs_str_ready(object o) except -1
+    bint rs_str_is_ascii(object o)
+    int rs_str_kind(object o)
+    const void *rs_str_data(object o)
+    Py_UCS4 rs_read(int kind, const void *data, Py_ssize_t i)
+    int RS_KIND_1BYTE
+    bint rs_is_alnum(unsigned int c)
+    int rs_select_sha(int want_shani)
+    void rs_sha256(const unsigned char *msg, size_t length, unsigned char *out)
+    void rs_hmac_prepare(rs_hmac_key *k, const unsigned char *key, size_t keylen)
+    void rs_hmac(const rs_hmac_key *k, const unsigned char *msg, size_t length, unsigned char *out)
+    void rs_b64_digest(const unsigned char *inp, char *out)
+    bint rs_ct_equal(const char *a, const char *b, size_t n)
+    size_t rs_json_escape(const unsigned char *s, size_t length, unsigned char *out)
+    bint rs_signbit(double x)
+    bint rs_isfinite(double x)
+
+cdef extern from "Python.h":
+    bint PyUnicode_Check(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyBytes_Check(object o)
+    bint PyBytes_CheckExact(object o)
+    bint PyByteArray_Check(object o)
+    char *PyByteArray_AS_STRING(object o)
+    Py_ssize_t PyByteArray_GET_SIZE(object o)
+    bint PyLong_Check(object o)
+    bint PyLong_CheckExact(object o)
+    bint PyFloat_Check(object o)
+    bint PyFloat_CheckExact(object o)
+    double PyFloat_AS_DOUBLE(object o)
+    bint PyList_Check(object o)
+    bint PyDict_CheckExact(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+    PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
+    PyObject *PyDict_GetItemWithError(object d, object k) except? NULL
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    unsigned char *PyUnicode_1BYTE_DATA(object o)
+    const char *PyUnicode_AsUTF8AndSize(object o, Py_ssize_t *size) except NULL
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+    object PyUnicode_DecodeUTF8(const char *s, Py_ssize_t size, const char *errors)
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+    unsigned long long PyLong_AsUnsignedLongLong(object o) except? -1
+    char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *ptype) except NULL
+    void PyMem_Free(void *p)
+    int Py_DTSF_ADD_DOT_0
+    int snprintf(char *s, size_t n, const char *fmt, ...)
+
+# ---------------------------------------------------------------------------------------------
+# tables derived from _constants at import (never written out here)
+
+cdef enum:
+    MAX_TOKEN = 128
+cdef char _LETTER_OF_BYTE[256]
+cdef int _ACCEPT_BELOW
+cdef char _B36[36]
+cdef char _SEP
+cdef Py_ssize_t _RANDOM_LEN = TOKEN_RANDOM_LENGTH
+cdef Py_ssize_t _TOKEN_LEN = TOKEN_LENGTH
+cdef Py_ssize_t _SIG_LEN = 43  # base64 of a SHA-256 digest without its "=" padding
+
+
+cdef void _init_tables() except *:
+    global _ACCEPT_BELOW, _SEP
+    cdef bytes alphabet = TOKEN_ALPHABET.encode("ascii")
+    cdef bytes digits = BASE36_DIGITS.encode("ascii")
+    cdef int n = len(alphabet), b
+    if not (0 < n <= 256 and len(digits) == 36 and len(TOKEN_SEPARATOR) == 1
+            and 0 < TOKEN_RANDOM_LENGTH and TOKEN_LENGTH <= MAX_TOKEN):
+        raise ImportError("redis_sessions._constants does not fit the compiled core")
+    _ACCEPT_BELOW = 256 - 256 % n
+    for b in range(256):
+        _LETTER_OF_BYTE[b] = alphabet[b % n] if b < _ACCEPT_BELOW else 0
+    memcpy(_B36, PyBytes_AS_STRING(digits), 36)
+    _SEP = ord(TOKEN_SEPARATOR)
+
+
+_init_tables()
+_SHANI = bool(rs_select_sha(1))
+
+_urandom = os.urandom
+_time_ns = time.time_ns
+_scan_once = json.decoder.JSONDecoder().scan_once
+cdef dict _KEY_CACHE = {}
+cdef Py_ssize_t _KEY_CACHE_MAX = 32
+
+
+def _sha256_backend():
+    """'sha-ni' or 'portable': the SHA-256 code in use (for tests and benchmarks)."""
+    return "sha-ni" if _SHANI else "portable"
+
+
+def _use_sha256_backend(str name):
+    """Switch between 'sha-ni' (when the CPU has it) and 'portable'; returns the one in use."""
+    global _SHANI
+    _SHANI = bool(rs_select_sha(name == "sha-ni"))
+    return _sha256_backend()
+
+
+def _sha256(data):
+    """SHA-256 of a bytes-like object (tests check it against hashlib)."""
+    cdef bytes b = bytes(data)
+    cdef unsigned char out[32]
+    rs_sha256(<const unsigned char *>PyBytes_AS_STRING(b), <size_t>PyBytes_GET_SIZE(b), out)
+    return PyBytes_FromStringAndSize(<char *>out, 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens
+
+cdef Py_ssize_t _base36_into(unsigned long long v, char *out) noexcept:
+    """Writes v in base 36 at out (at most 13 chars); returns the length."""
+    cdef char buf[16]
+    cdef Py_ssize_t i = 16
+    while True:
+        i -= 1
+        buf[i] = _B36[v % 36]
+        v //= 36
+        if v == 0:
+            break
+    memcpy(out, buf + i, 16 - i)
+    return 16 - i
+
+
+cdef object _token(const unsigned char *rnd, Py_ssize_t n, object ms):
+    cdef char buf[MAX_TOKEN + 16]
+    cdef Py_ssize_t i, got = 0
+    cdef unsigned char b
+    for i in range(n):
+        b = rnd[i]
+        if b < _ACCEPT_BELOW:
+            buf[got] = _LETTER_OF_BYTE[b]
+            got += 1
+            if got == _RANDOM_LEN:
+                break
+    if got < _RANDOM_LEN:
+        return None
+    buf[got] = _SEP
+    got += 1
+    if ms < 0x10000000000000000:
+        got += _base36_into(PyLong_AsUnsignedLongLong(ms), buf + got)
+        return PyUnicode_DecodeASCII(buf, got, NULL)
+    digits = []
+    while ms:
+        ms, r = divmod(ms, 36)
+        digits.append(BASE36_DIGITS[r])
+    return PyUnicode_DecodeASCII(buf, got, NULL) + "".join(reversed(digits))
+
+
+def token_from_random(random, ms):
+    """The deterministic part of ``new_token``: 55 letters from ``random``, "Z", base36(``ms``).
+
+    Returns None when ``random`` holds fewer than 55 accepted bytes (each byte >= 244 is skipped).
+    """
+    cdef bytes data = random if PyBytes_CheckExact(random) else memoryview(random).tobytes()
+    if type(ms) is bool or not isinstance(ms, int):
+        raise TypeError(f"ms must be an int, got {type(ms).__name__}")
+    if ms < 0:
+        raise ValueError("ms must be >= 0")
+    return _token(<const unsigned char *>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), ms)
+
+
+def new_token():
+    """A new 64-character session token from ``os.urandom`` and the current time in ms."""
+    cdef bytes rnd = _urandom(_TOKEN_LEN)
+    cdef char buf[MAX_TOKEN + 16]
+    cdef Py_ssize_t i, got = 0
+    cdef unsigned char b
+    cdef unsigned long long ms = PyLong_AsUnsignedLongLong(_time_ns()) // 1000000
+    while True:
+        for i in range(PyBytes_GET_SIZE(rnd)):
+            b = (<const unsigned char *>PyBytes_AS_STRING(rnd))[i]
+            if b < _ACCEPT_BELOW:
+                buf[got] = _LETTER_OF_BYTE[b]
+                got += 1
+                if got == _RANDOM_LEN:
+                    buf[got] = _SEP
+                    got += 1
+                    got += _base36_into(ms, buf + got)
+                    return PyUnicode_DecodeASCII(buf, got, NULL)
+        rnd = _urandom(_TOKEN_LEN - _RANDOM_LEN)
+
+
+cdef bint _is_token_range(object s, Py_ssize_t start, Py_ssize_t end) except -1:
+    """True iff s[start:end] is 64 ASCII letters and digits (s is a ready str)."""
+    cdef int kind
+    cdef const void *data
+    cdef Py_ssize_t i
+    if end - start != _TOKEN_LEN:
+        return False
+    kind = rs_str_kind(s)
+    data = rs_str_data(s)
+    for i in range(start, end):
+        if not rs_is_alnum(rs_read(kind, data, i)):
+            return False
+    return True
+
+
+def is_token(value):
+    """True iff ``value`` is a str of 64 ASCII letters and digits (Node's ``^[A-Za-z0-9]{64}$``)."""
+    if not PyUnicode_Check(value):
+        return False
+    rs_str_ready(value)
+    return _is_token_range(value, 0, PyUnicode_GET_LENGTH(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# signing
+
+cdef int _load_key(object key, rs_hmac_key *k) except -1:
+    cdef PyObject *cached
+    if PyBytes_CheckExact(key):
+        cached = PyDict_GetItemWithError(_KEY_CACHE, key)
+        if cached is not NULL:
+            memcpy(k, PyBytes_AS_STRING(<object>cached), sizeof(rs_hmac_key))
+            return 0
+        rs_hmac_prepare(k, <const unsigned char *>PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key))
+        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+            _KEY_CACHE.clear()
+        _KEY_CACHE[key] = PyBytes_FromStringAndSize(<char *>k, sizeof(rs_hmac_key))
+    elif PyBytes_Check(key):
+        rs_hmac_prepare(k, <const unsigned char *>PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key))
+    elif PyByteArray_Check(key):
+        rs_hmac_prepare(k, <const unsigned char *>PyByteArray_AS_STRING(key), <size_t>PyByteArray_GET_SIZE(key))
+    else:
+        raise TypeError(f"key: expected bytes or bytearray, got {type(key).__name__}")
+    return 0
+
+
+def sign(token, key):
+    """``token.<signature>`` as express's cookie-signature makes it (HMAC-SHA256, base64, no =)."""
+    cdef Py_ssize_t n
+    cdef const char *utf8
+    cdef rs_hmac_key k
+    cdef unsigned char digest[32]
+    cdef char sig[43]
+    cdef unsigned char *out
+    if not PyUnicode_Check(token):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    utf8 = PyUnicode_AsUTF8AndSize(token, &n)
+    _load_key(key, &k)
+    rs_hmac(&k, <const unsigned char *>utf8, <size_t>n, digest)
+    rs_b64_digest(digest, sig)
+    if rs_str_is_ascii(token):
+        result = PyUnicode_New(n + 1 + _SIG_LEN, 127)
+        out = PyUnicode_1BYTE_DATA(result)
+        memcpy(out, utf8, n)
+        out[n] = 46  # "."
+        memcpy(out + n + 1, sig, _SIG_LEN)
+        return result
+    return token + "." + PyBytes_FromStringAndSize(sig, _SIG_LEN).decode("ascii")
+
+
+cdef object _unsign_range(object s, Py_ssize_t start, Py_ssize_t end, object keys):
+    """unsign(s[start:end], keys) without making the substring (s is a ready str)."""
+    cdef int kind = rs_str_kind(s)
+    cdef const void *data = rs_str_data(s)
+    cdef Py_ssize_t dot = -1, i
+    cdef Py_UCS4 c
+    cdef char tok[MAX_TOKEN]
+    cdef char given[43]
+    cdef char sig[43]
+    cdef unsigned char digest[32]
+    cdef rs_hmac_key k
+    cdef bint full_length
+    i = end
+    while i > start:
+        i -= 1
+        if rs_read(kind, data, i) == 46:  # "."
+            dot = i
+            break
+    if dot < 0 or not _is_token_range(s, start, dot):
+        return None
+    for i in range(dot + 1, end):
+        if rs_read(kind, data, i) >= 128:
+            return None
+    full_length = end - dot - 1 == _SIG_LEN
+    if full_length:
+        for i in range(_SIG_LEN):
+            given[i] = <char>rs_read(kind, data, dot + 1 + i)
+    for i in range(_TOKEN_LEN):
+        tok[i] = <char>rs_read(kind, data, start + i)
+    for key in keys:
+        _load_key(key, &k)
+        if full_length:
+            rs_hmac(&k, <const unsigned char *>tok, <size_t>_TOKEN_LEN, digest)
+            rs_b64_digest(digest, sig)
+            if rs_ct_equal(sig, given, <size_t>_SIG_LEN):
+                return PyBytes_FromStringAndSize(tok, _TOKEN_LEN).decode("ascii")
+    return None
+
+
+def unsign(value, keys):
+    """The token of a signed value when one of ``keys`` signed it, else None (never raises on str).
+
+    The first key signs and every key verifies, so keys can be rotated.
+    """
+    if not PyUnicode_Check(value):
+        return None
+    rs_str_ready(value)
+    return _unsign_range(value, 0, PyUnicode_GET_LENGTH(value), keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# cookies
+
+cdef inline bint _is_blank(Py_UCS4 c) noexcept:
+    return c == 32 or c == 9
+
+
+cdef bint _find_cookie(object header, object name, Py_ssize_t *vstart, Py_ssize_t *vend) except -1:
+    """Finds the value of the first cookie ``name``: sets [vstart, vend) and returns True."""
+    cdef int kind = rs_str_kind(header), nkind = rs_str_kind(name)
+    cdef const void *data = rs_str_data(header)
+    cdef const void *ndata = rs_str_data(name)
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(header), nlen = PyUnicode_GET_LENGTH(name)
+    cdef Py_ssize_t i = 0, pe, eq, ks, ke, vs, ve, j
+    cdef const unsigned char *h1
+    cdef const unsigned char *p
+    cdef bint matched
+    cdef bint one_byte = kind == RS_KIND_1BYTE and nkind == RS_KIND_1BYTE
+    h1 = <const unsigned char *>data
+    while i <= n:
+        # the pair is [i, pe), its "=" at eq (or -1)
+        eq = -1
+        if one_byte:
+            p = <const unsigned char *>memchr(h1 + i, 59, <size_t>(n - i))
+            pe = n if p is NULL else p - h1
+            p = <const unsigned char *>memchr(h1 + i, 61, <size_t>(pe - i))
+            if p is not NULL:
+                eq = p - h1
+        else:
+            pe = i
+            while pe < n and rs_read(kind, data, pe) != 59:
+                if eq < 0 and rs_read(kind, data, pe) == 61:
+                    eq = pe
+                pe += 1
+        if eq >= 0:
+            ks = i
+            ke = eq
+            while ks < ke and _is_blank(rs_read(kind, data, ks)):
+                ks += 1
+            while ke > ks and _is_blank(rs_read(kind, data, ke - 1)):
+                ke -= 1
+            if ke - ks == nlen:
+                if one_byte:
+                    matched = memcmp(h1 + ks, ndata, <size_t>nlen) == 0
+                else:
+                    matched = True
+                    for j in range(nlen):
+                        if rs_read(kind, data, ks + j) != rs_read(nkind, ndata, j):
+                            matched = False
+                            break
+                if matched:
+                    vs = eq + 1
+                    ve = pe
+                    while vs < ve and _is_blank(rs_read(kind, data, vs)):
+                        vs += 1
+                    while ve > vs and _is_blank(rs_read(kind, data, ve - 1)):
+                        ve -= 1
+                    if (ve - vs >= 2 and rs_read(kind, data, vs) == 34
+                            and rs_read(kind, data, ve - 1) == 34):
+                        vs += 1
+                        ve -= 1
+                    vstart[0] = vs
+                    vend[0] = ve
+                    return True
+        i = pe + 1
+    return False
+
+
+cdef inline int _check_cookie_args(object header, object name) except -1:
+    if not PyUnicode_Check(header):
+        raise TypeError(f"header must be a str or None, got {type(header).__name__}")
+    if not PyUnicode_Check(name):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    rs_str_ready(header)
+    rs_str_ready(name)
+    return 0
+
+
+def cookie_value(header, name):
+    """The value of the first cookie called ``name`` in a raw ``Cookie`` header, or None.
+
+    Pairs are split at ";", names and values stripped of spaces and tabs, one pair of double
+    quotes around a value removed; pairs without "=" are skipped; no percent-decoding.
+    """
+    cdef Py_ssize_t vs, ve
+    if header is None:
+        return None
+    _check_cookie_args(header, name)
+    if not _find_cookie(header, name, &vs, &ve):
+        return None
+    return PyUnicode_Substring(header, vs, ve)
+
+
+def extract_token(header, name, keys):
+    """The session token of a request: the cookie ``name``, verified with ``keys`` when given."""
+    cdef Py_ssize_t vs, ve
+    if header is None:
+        return None
+    _check_cookie_args(header, name)
+    if not _find_cookie(header, name, &vs, &ve):
+        return None
+    if keys:
+        return _unsign_range(header, vs, ve, keys)
+    if _is_token_range(header, vs, ve):
+        return PyUnicode_Substring(header, vs, ve)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# wire
+
+def pack_command(args):
+    """One RESP command (an array of bulk strings); str is UTF-8, int is decimal, else TypeError."""
+    cdef Py_ssize_t n = len(args), total, size
+    cdef list parts = []
+    cdef char head[32]
+    cdef int w
+    cdef bytes data, result
+    cdef char *out
+    w = snprintf(head, sizeof(head), "*%zd\r\n", n)
+    total = w
+    for arg in args:
+        if PyBytes_Check(arg):
+            data = arg if PyBytes_CheckExact(arg) else bytes(arg)
+        elif PyUnicode_Check(arg):
+            data = (<str>arg).encode("utf-8")
+        elif PyLong_Check(arg) and type(arg) is not bool:
+            data = b"%d" % arg
+        else:
+            raise TypeError(f"pack_command: cannot send {type(arg).__name__}")
+        parts.append(data)
+        size = PyBytes_GET_SIZE(data)
+        total += size + 5 + (1 if size < 10 else len(str(size)))
+    result = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(result)
+    memcpy(out, head, w)
+    out += w
+    for data in parts:
+        size = PyBytes_GET_SIZE(data)
+        w = snprintf(head, sizeof(head), "$%zd\r\n", size)
+        memcpy(out, head, w)
+        out += w
+        memcpy(out, PyBytes_AS_STRING(data), size)
+        out[size] = 13
+        out[size + 1] = 10
+        out += size + 2
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# replies
+
+cdef object _text(object item):
+    """str of a bytes (UTF-8) or str item; None when it is neither or not UTF-8."""
+    if PyBytes_Check(item):
+        try:
+            return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), NULL)
+        except UnicodeDecodeError:
+            return None
+    if PyUnicode_Check(item):
+        return item
+    return None
+
+
+cdef inline bint _is_int(object item) noexcept:
+    return PyLong_Check(item) and type(item) is not bool
+
+
+cdef inline bint _json_space(Py_UCS4 c) noexcept:
+    return c == 32 or c == 9 or c == 10 or c == 13
+
+
+cdef object _json_object(str text):
+    """json.loads(text) when that is a dict, else None (also for invalid JSON)."""
+    cdef Py_ssize_t n, start = 0, end
+    cdef int kind
+    cdef const void *data
+    rs_str_ready(text)
+    n = PyUnicode_GET_LENGTH(text)
+    kind = rs_str_kind(text)
+    data = rs_str_data(text)
+    while start < n and _json_space(rs_read(kind, data, start)):
+        start += 1
+    if start == n or rs_read(kind, data, start) != 123:  # "{": anything else is not an object
+        return None
+    try:
+        value, end = _scan_once(text, start)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    while end < n and _json_space(rs_read(kind, data, end)):
+        end += 1
+    if end != n or not PyDict_CheckExact(value):
+        return None
+    return value
+
+
+def parse_session(reply):
+    """Node's session dict from the reply of the session scripts; None for no session or garbage.
+
+    ``reply`` is ``[id, r, w, ttl, idle, ip, d, no_resave]`` (bytes or str for the texts).
+    """
+    cdef dict session
+    if not PyList_Check(reply) or PyList_GET_SIZE(reply) != 8:
+        return None
+    sid = _text(<object>PyList_GET_ITEM(reply, 0))
+    if sid is None:
+        return None
+    r = <object>PyList_GET_ITEM(reply, 1)
+    w = <object>PyList_GET_ITEM(reply, 2)
+    ttl = <object>PyList_GET_ITEM(reply, 3)
+    idle = <object>PyList_GET_ITEM(reply, 4)
+    no_resave = <object>PyList_GET_ITEM(reply, 7)
+    if not (_is_int(r) and _is_int(w) and _is_int(ttl) and _is_int(idle) and _is_int(no_resave)):
+        return None
+    ip = <object>PyList_GET_ITEM(reply, 5)
+    if ip is None:
+        ip = ""
+    else:
+        ip = _text(ip)
+        if ip is None:
+            return None
+    session = {"id": sid, "r": r, "w": w, "ttl": ttl, "idle": idle, "ip": ip}
+    d = <object>PyList_GET_ITEM(reply, 6)
+    if d is not None:
+        d = _text(d)
+        if d is None:
+            return None
+        d = _json_object(d)
+        if d is None:
+            return None
+        if d:
+            session["d"] = d
+    if no_resave == 1:
+        session["no_resave"] = True
+    return session
+
+
+# ---------------------------------------------------------------------------------------------
+# change sets
+
+cdef bytes _json_string(str text, object key):
+    """UTF-8 JSON string of text (ensure_ascii=False); ValidationError for lone surrogates."""
+    cdef Py_ssize_t n
+    cdef const char *utf8
+    cdef bytes out
+    cdef size_t written
+    try:
+        utf8 = PyUnicode_AsUTF8AndSize(text, &n)
+    except UnicodeEncodeError:
+        raise ValidationError("invalidValue", f"d.{key!r} is not valid Unicode") from None
+    written = rs_json_escape(<const unsigned char *>utf8, <size_t>n, NULL)
+    out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>written + 2)
+    rs_json_escape(<const unsigned char *>utf8, <size_t>n, <unsigned char *>PyBytes_AS_STRING(out) + 1)
+    PyBytes_AS_STRING(out)[0] = 34
+    PyBytes_AS_STRING(out)[written + 1] = 34
+    return out
+
+
+cdef bytes _json_number(object value, object key):
+    cdef char buf[32]
+    cdef int overflow = 0, w
+    cdef long long v
+    cdef double f
+    cdef char *repr_
+    cdef bytes result
+    if PyLong_Check(value):
+        if PyLong_CheckExact(value):
+            v = PyLong_AsLongLongAndOverflow(value, &overflow)
+            if not overflow:
+                w = snprintf(buf, sizeof(buf), "%lld", v)
+                return PyBytes_FromStringAndSize(buf, w)
+        return int.__repr__(value).encode("ascii")
+    f = PyFloat_AS_DOUBLE(value)
+    if not rs_isfinite(f):
+        raise ValidationError("invalidValue", f"d.{key} must be a finite number")
+    repr_ = PyOS_double_to_string(f, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+    try:
+        result = repr_
+    finally:
+        PyMem_Free(repr_)
+    return result
+
+
+cdef int _encode_pair(object key, object value, list out) except -1:
+    if not PyUnicode_Check(key):
+        raise ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+    out.append(_json_string(key, key))
+    if value is None:
+        out.append(b"")
+    elif PyUnicode_Check(value):
+        out.append(_json_string(value, key))
+    elif value is True:
+        out.append(b"true")
+    elif value is False:
+        out.append(b"false")
+    elif PyLong_Check(value) or PyFloat_Check(value):
+        out.append(_json_number(value, key))
+    else:
+        raise ValidationError(
+            "invalidValue",
+            f"d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed.",
+        )
+    return 0
+
+
+def encode_changes(changes):
+    """``[key_json, value_json, ...]`` in mapping order; a None value becomes ``b""`` (delete)."""
+    cdef list out = []
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    if PyDict_CheckExact(changes):
+        while PyDict_Next(changes, &pos, &k, &v):
+            _encode_pair(<object>k, <object>v, out)
+    else:
+        for key, value in changes.items():
+            _encode_pair(key, value, out)
+    return out
+
+
+def snapshot(data):
+    """A copy of a session's data as loaded, for ``diff`` (the values are immutable scalars)."""
+    if PyDict_CheckExact(data):
+        return PyDict_Copy(data)
+    return dict(data)
+
+
+cdef bint _same(object old, object new) except -1:
+    """Equal and of the same type; 0.0 and -0.0 differ (they encode differently)."""
+    cdef double a, b
+    t = type(new)
+    if type(old) is not t:
+        return False
+    if old is new and t is not float:
+        if t is str or t is int or t is bool:
+            return True
+    if t is str:
+        return <str>old == <str>new
+    if t is float:
+        a = PyFloat_AS_DOUBLE(old)
+        b = PyFloat_AS_DOUBLE(new)
+        return a == b and rs_signbit(a) == rs_signbit(b)
+    return bool(old == new)
+
+
+def diff(snapshot, data):
+    """The encoded change set from ``snapshot`` to ``data``: changed or added keys in ``data``
+    order, then deleted keys (missing or None in ``data``) in ``snapshot`` order."""
+    cdef list out = []
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef PyObject *o
+    if PyDict_CheckExact(snapshot) and PyDict_CheckExact(data):
+        while PyDict_Next(data, &pos, &k, &v):
+            if <object>v is None:
+                continue
+            o = PyDict_GetItemWithError(snapshot, <object>k)
+            if o is NULL or <object>o is None or not _same(<object>o, <object>v):
+                _encode_pair(<object>k, <object>v, out)
+        pos = 0
+        while PyDict_Next(snapshot, &pos, &k, &v):
+            if <object>v is None:
+                continue
+            o = PyDict_GetItemWithError(data, <object>k)
+            if o is NULL or <object>o is None:
+                _encode_pair(<object>k, None, out)
+        return out
+    missing = object()
+    for key, value in data.items():
+        if value is None:
+            continue
+        old = snapshot.get(key, missing)
+        if old is missing or old is None or not _same(old, value):
+            _encode_pair(key, value, out)
+    for key, old in snapshot.items():
+        if old is not None and data.get(key) is None:
+            _encode_pair(key, None, out)
+    return out

@@ -1,0 +1,121 @@
+"""The WSGI middleware: one request in, one response out, with a redis-sessions session.
+
+``SessionMiddleware(app, app_name=...)`` opens the session of each request (see
+``SessionHandler.open``), wraps ``start_response`` so that changes are saved and Set-Cookie is
+added before the headers leave, and, for a streamed body, saves what changed while it iterated
+when the server closes it. A request whose app raised saves nothing that was not saved explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._constants import DEFAULT_TTL
+from .session import ENVIRON_KEY, Session, SessionHandler
+
+if TYPE_CHECKING:
+    from .manager import RedisSessions
+
+__all__ = ["SessionMiddleware", "get_session"]
+
+logger = logging.getLogger("redis_sessions")
+
+
+def get_session(environ: dict[str, Any]) -> Session | None:
+    """The session of a request (``environ["redis_sessions.session"]``); None when the request
+    has no session handling (no app name for it, or outside the cookie's path)."""
+    return environ.get(ENVIRON_KEY)
+
+
+class SessionMiddleware(SessionHandler):
+    """Sessions of Node's redis-sessions for a WSGI app; see ``SessionHandler`` for the options:
+    ``app_name, sessions=None, redis=None, ttl=7200, cookie=None, secret_keys=None,
+    trust_proxy=False, on_backend_error="anonymous", lazy=False``."""
+
+    def __init__(
+        self,
+        wsgi_app: Callable[..., Iterable[bytes]],
+        *,
+        app_name: str | Callable[[dict[str, Any]], str | None],
+        sessions: RedisSessions | None = None,
+        redis: Any = None,
+        ttl: int = DEFAULT_TTL,
+        cookie: Mapping[str, object] | None = None,
+        secret_keys: list[str | bytes] | None = None,
+        trust_proxy: bool | int = False,
+        on_backend_error: str = "anonymous",
+        lazy: bool = False,
+    ) -> None:
+        super().__init__(
+            app_name=app_name, sessions=sessions, redis=redis, ttl=ttl, cookie=cookie,
+            secret_keys=secret_keys, trust_proxy=trust_proxy, on_backend_error=on_backend_error,
+            lazy=lazy,
+        )
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        session = self.open(environ)
+        if session is None:
+            return self.wsgi_app(environ, start_response)
+        response = _Response(self, session, start_response)
+        result = self.wsgi_app(environ, response.start_response)
+        if type(result) is list:  # the app is done: nothing can change during iteration
+            if session._snap is not None or session._cookie:
+                response.finish_late()
+            return result
+        response.result = result
+        return response
+
+
+class _Response:
+    """One request's start_response wrapper, and the closing wrapper of a streamed body."""
+
+    __slots__ = ("handler", "session", "start", "started", "result")
+
+    def __init__(self, handler: SessionHandler, session: Session, start: Callable[..., Any]) -> None:
+        self.handler = handler
+        self.session = session
+        self.start = start
+        self.started = False
+        self.result: Iterable[bytes] = ()
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        session = self.session
+        if exc_info is not None:
+            session.failed = True
+        if session._snap is not None or session._cookie:
+            op = session.finish()  # may raise (on_backend_error="raise"): before headers leave
+            if op:
+                headers.append(("Set-Cookie", self.handler.cookie_header(session, op)))
+        self.started = True
+        return self.start(status, headers, exc_info)
+
+    def finish_late(self) -> None:
+        """Save what changed after start_response; a cookie change can no longer be sent."""
+        session = self.session
+        if session.failed:
+            return
+        if not self.started:  # a broken app that never called start_response
+            return
+        if session.finish():
+            logger.warning(
+                "session of app %s: cookie changed after start_response; it was not sent",
+                session.app,
+            )
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.result
+        except Exception:
+            self.session.failed = True
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.finish_late()

@@ -1,0 +1,174 @@
+"""Helpers of the web-layer tests: a small WSGI app driven by its query string, and clients."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl
+
+import pytest
+from werkzeug.test import Client
+
+from redis_sessions.wsgi import SessionMiddleware, get_session
+
+APP = "webtest"
+
+
+def handle(session, query: dict) -> str:
+    """connect-redis-sessions' test routes (test/testservers/_routes): the body for a request."""
+    if "noop" in query:
+        return "EMPTY"
+    if session is None:
+        return "UNKOWN"
+    user = session.user_id
+    if "upgrade" in query:
+        ttl = int(query["ttl"]) if "ttl" in query else None
+        session.upgrade(query["upgrade"], ttl)
+        return f"LOGGED IN - USER: {session.user_id}"
+    if session.id is not None:
+        if "destroy" in query:
+            return f"killed + {session.destroy()}"
+        if "save" in query:
+            for key, value in query.items():
+                if key != "save":
+                    session[key] = value if value and value != "null" else None
+            return f"USER: {user}\nSAVED: {json.dumps(dict(session))}"
+        if "soapp" in query:
+            return f"USER: {user}\n" + json.dumps({"sessions": session.soapp()})
+        if "soid" in query:
+            return f"USER: {user}\n" + json.dumps({"sessions": session.soid()})
+        if "activity" in query:
+            return f"USER: {user}\n" + json.dumps({"activity": session.activity()})
+        if "destroyall" in query:
+            return f"USER: {user}\n{session.destroyall()}"
+        return f"USER: {user}"
+    return "UNKOWN"
+
+
+def routes(environ, start_response):
+    """The routes as a bare WSGI app."""
+    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    body = handle(get_session(environ), query)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+
+
+def app_from_path(environ):
+    """The app name is the first part of the path, as in the Node test servers."""
+    return environ.get("PATH_INFO", "/").split("/")[1] or None
+
+
+@pytest.fixture
+def make_app(rs):
+    """``make_app(wsgi_app=routes, **options)``: the middleware over ``rs`` (app name APP)."""
+
+    def make(wsgi_app=routes, **options):
+        options.setdefault("app_name", APP)
+        options.setdefault("sessions", rs)
+        return SessionMiddleware(wsgi_app, **options)
+
+    return make
+
+
+@pytest.fixture
+def client(make_app):
+    return Client(make_app())
+
+
+def set_cookies(response) -> list[str]:
+    return response.headers.getlist("Set-Cookie")
+
+
+def cookie_of(response, name: str = APP) -> str | None:
+    """The value set for cookie ``name`` by a response ("" when it expires it)."""
+    for header in set_cookies(response):
+        pair = header.split(";", 1)[0]
+        key, _, value = pair.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+# -- the three frontends: a bare WSGI callable, Flask and Django ---------------------------------
+
+
+def flask_app(**options):
+    """A Flask app serving ``handle`` with ``RedisSessionInterface(**options)``."""
+    import flask
+
+    from redis_sessions.flask import RedisSessionInterface
+    from redis_sessions.session import Session
+
+    app = flask.Flask("webtest")
+    app.session_interface = RedisSessionInterface(**options)
+
+    @app.route("/", defaults={"path": ""})
+    @app.route("/<path:path>")
+    def view(path):
+        session = flask.session._get_current_object()
+        return handle(session if isinstance(session, Session) else None,
+                      flask.request.args.to_dict())
+
+    return app
+
+
+def django_setup() -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="redis-sessions-tests",
+            ALLOWED_HOSTS=["*"],
+            ROOT_URLCONF="tests.web.django_urls",
+            MIDDLEWARE=["redis_sessions.django.SessionMiddleware"],
+            INSTALLED_APPS=[],
+            DATABASES={},
+        )
+        django.setup()
+
+
+class Browsers:
+    """``browsers.new()`` gives a browser (own cookie jar) with ``get(path, **query) -> text``."""
+
+    def __init__(self, kind: str, rs, **options) -> None:
+        self.kind = kind
+        options.setdefault("sessions", rs)
+        options.setdefault("app_name", app_from_path)
+        self.options = options
+        if kind == "wsgi":
+            self.app = SessionMiddleware(routes, **options)
+        elif kind == "flask":
+            self.app = flask_app(**options)
+        else:
+            django_setup()
+
+    def new(self):
+        if self.kind == "wsgi":
+            client = Client(self.app)
+        elif self.kind == "flask":
+            client = self.app.test_client()
+        else:
+            from django.test import Client as DjangoClient, override_settings
+
+            client = DjangoClient()
+            with override_settings(REDIS_SESSIONS=self.options):
+                client.get("/")  # the handler builds its middleware on the first request
+        return _Browser(self.kind, client)
+
+
+class _Browser:
+    def __init__(self, kind: str, client) -> None:
+        self.kind = kind
+        self.client = client
+
+    def get(self, path: str = "/", **query) -> str:
+        response = self.client.get(path, query_string=query) if self.kind != "django" else \
+            self.client.get(path, query)
+        self.last = response
+        return response.content.decode() if self.kind == "django" else response.text
+
+
+@pytest.fixture(params=["wsgi", "flask", "django"])
+def browsers(request, rs):
+    return Browsers(request.param, rs)
