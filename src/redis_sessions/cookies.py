@@ -23,15 +23,20 @@ logger = logging.getLogger("redis_sessions")
 #: what expires a cookie at once (older browsers ignore Max-Age, so Expires too)
 EXPIRED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
-_OPTIONS = ("max_age", "path", "domain", "secure", "httponly", "samesite")
+_OPTIONS = ("max_age", "path", "domain", "secure", "httponly", "samesite", "name_prefix")
+# RFC 6265bis cookie name prefixes: browsers accept such a cookie only when it is Secure, and for
+# __Host- also without Domain and with Path=/ (so no other host or path can plant it)
+_NAME_PREFIXES = ("", "__Secure-", "__Host-")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 
 
 class CookieOptions:
-    """``max_age=None, path="/", domain=None, secure=False, httponly=True, samesite="Lax"``.
+    """``max_age=None, path="/", domain=None, secure=False, httponly=True, samesite="Lax",
+    name_prefix=""``.
 
     ``max_age`` (seconds or a timedelta) makes a persistent cookie that is re-sent whenever the
-    session is written; None makes a browser-session cookie.
+    session is written; None makes a browser-session cookie. The cookie is named after the app;
+    ``name_prefix`` ("__Host-" or "__Secure-") puts a browser-enforced prefix in front.
     """
 
     __slots__ = (*_OPTIONS, "path_prefix", "_flags")
@@ -65,6 +70,14 @@ class CookieOptions:
             if samesite == "None" and not self.secure:
                 logger.warning("cookie samesite='None' without secure=True: browsers drop it")
         self.samesite: str | None = samesite
+        name_prefix = options.get("name_prefix") or ""
+        if name_prefix not in _NAME_PREFIXES:
+            raise ValueError(f"cookie name_prefix must be '__Host-', '__Secure-' or '': {name_prefix!r}")
+        if name_prefix and not self.secure:
+            raise ValueError(f"a {name_prefix} cookie needs secure=True")
+        if name_prefix == "__Host-" and (domain or path != "/"):
+            raise ValueError("a __Host- cookie needs path='/' and no domain")
+        self.name_prefix: str = name_prefix
         # a request path must start with this to be inside the cookie's path (RFC 6265 5.1.4);
         # None for "/", which every path is inside
         self.path_prefix: str | None = None if path == "/" else path.rstrip("/") + "/"
@@ -78,6 +91,10 @@ class CookieOptions:
         if samesite:
             flags += f"; SameSite={samesite}"
         self._flags = flags
+
+    def name(self, app: str) -> str:
+        """The cookie's name for ``app``."""
+        return self.name_prefix + app if self.name_prefix else app
 
     def in_path(self, environ: Mapping[str, str]) -> bool:
         """Whether the request's path is inside the cookie's path (browsers send it there only)."""

@@ -47,13 +47,14 @@ class SessionMiddleware:
             cookie = self.handler.cookie
             if op == COOKIE_SET and session._token is not None:
                 response.set_cookie(
-                    session.app, cookie_value(session._token, self.handler._keys),
+                    cookie.name(session.app), cookie_value(session._token, self.handler._keys),
                     max_age=cookie.max_age, path=cookie.path, domain=cookie.domain,
                     secure=cookie.secure, httponly=cookie.httponly, samesite=cookie.samesite,
                 )
             else:
                 response.delete_cookie(
-                    session.app, path=cookie.path, domain=cookie.domain, samesite=cookie.samesite
+                    cookie.name(session.app), path=cookie.path, domain=cookie.domain,
+                    samesite=cookie.samesite,
                 )
         return response
 

@@ -112,7 +112,11 @@ class SessionHandler:
         if self.cookie.path_prefix is not None and not self.cookie.in_path(environ):
             return None
         header = environ.get("HTTP_COOKIE")
-        session = Session(self, environ, app, None if header is None else _extract_token(header, app, self._keys))
+        token = None
+        if header is not None:
+            prefix = self.cookie.name_prefix
+            token = _extract_token(header, prefix + app if prefix else app, self._keys)
+        session = Session(self, environ, app, token)
         if session._token is not None and not self.lazy:
             session._load()
         environ[ENVIRON_KEY] = session
@@ -139,8 +143,10 @@ class SessionHandler:
     def cookie_header(self, session: Session, op: int) -> str:
         """The Set-Cookie value for what ``finish()`` returned (COOKIE_SET or COOKIE_EXPIRE)."""
         if op == COOKIE_SET and session._token is not None:
-            return self.cookie.set_header(session.app, cookie_value(session._token, self._keys))
-        return self.cookie.expire_header(session.app)
+            return self.cookie.set_header(
+                self.cookie.name(session.app), cookie_value(session._token, self._keys)
+            )
+        return self.cookie.expire_header(self.cookie.name(session.app))
 
     # -- backend health ------------------------------------------------------------------------
 

@@ -458,3 +458,45 @@ def test_redis_down_raise_mode_propagates(own_server):
     with pytest.raises(BackendUnavailable):
         c.get("/")
     manager.close()
+
+
+def test_host_prefixed_cookie_round_trip(rs) -> None:
+    """cookie={"name_prefix": "__Host-"}: the cookie is __Host-<app>, Secure, Path=/, no Domain."""
+    from redis_sessions import SessionMiddleware, get_session
+
+    def app(environ, start_response):
+        session = get_session(environ)
+        if environ["PATH_INFO"] == "/login":
+            session.upgrade("user1")
+        start_response("200 OK", [])
+        return [str(session.user_id).encode()]
+
+    mw = SessionMiddleware(app, app_name="hostapp", sessions=rs,
+                           cookie={"name_prefix": "__Host-", "secure": True})
+    seen = {}
+
+    def start(status, headers, exc_info=None):
+        seen["headers"] = headers
+
+    body = b"".join(mw({"PATH_INFO": "/login", "REMOTE_ADDR": "1.2.3.4"}, start))
+    assert body == b"user1"
+    cookie = dict(seen["headers"])["Set-Cookie"]
+    assert cookie.startswith("__Host-hostapp=") and "; Secure" in cookie and "; Path=/" in cookie
+    assert "Domain" not in cookie
+    token = cookie.split(";")[0].split("=", 1)[1]
+    env = {"PATH_INFO": "/", "REMOTE_ADDR": "1.2.3.4", "HTTP_COOKIE": f"__Host-hostapp={token}"}
+    assert b"".join(mw(env, start)) == b"user1"
+    # the unprefixed name is not read: a cookie planted without the prefix is ignored
+    env["HTTP_COOKIE"] = f"hostapp={token}"
+    assert b"".join(mw(env, start)) == b"None"
+
+
+@pytest.mark.parametrize("options", [{"name_prefix": "__Host-"},
+                                     {"name_prefix": "__Host-", "secure": True, "path": "/x"},
+                                     {"name_prefix": "__Host-", "secure": True, "domain": "a.com"},
+                                     {"name_prefix": "__Other-", "secure": True}])
+def test_bad_cookie_prefix_options(options) -> None:
+    from redis_sessions.cookies import CookieOptions
+
+    with pytest.raises(ValueError):
+        CookieOptions(options)
