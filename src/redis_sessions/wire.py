@@ -40,8 +40,9 @@ class _Held:
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
         self.pid = os.getpid()
-        self.conn = pool.get_connection()
         self.sock: socket.socket | None = None
+        self.conn: redis.connection.AbstractConnection | None = None
+        self.conn = pool.get_connection()
 
     def socket(self) -> socket.socket:
         """The live socket, (re)connecting through redis-py when there is none or it went stale."""
