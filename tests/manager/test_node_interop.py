@@ -874,3 +874,20 @@ def test_default_redis_ttl_is_the_documented_trade_off(rs, node, redis_client, n
     ttl = redis_client.ttl(f"{namespace}:{APP}:{token}")
     assert 0 < ttl <= 301
     assert node.get(APP, token)["id"] == "user10"
+
+
+# --------------------------------------------------------------------------------------------
+# signed cookies: the format of express's cookie-signature, both ways
+
+
+def test_signed_cookies_verify_with_express_cookie_signature(rs, node_driver):
+    from redis_sessions import core
+
+    token = rs.create(APP, "user11", "10.0.0.11")
+    secret = "s3cr3t-ünïcode"
+    ours = core.sign(token, secret.encode())
+    assert node_driver.call("main", "unsign", {"value": ours, "secret": secret}) == token
+    assert node_driver.call("main", "unsign", {"value": ours, "secret": "other"}) is False
+    theirs = node_driver.call("main", "sign", {"value": token, "secret": secret})
+    assert theirs == ours
+    assert core.extract_token(f"{APP}={theirs}", APP, [b"old", secret.encode()]) == token

@@ -7,7 +7,7 @@
 // "open" makes a RedisSessions instance under the name "inst" (constructor options passed as they are),
 // "close" quits it; every other op calls the method of that name with "args" and returns its result.
 // Extra ops: "version" (the installed package's version), "token" (a token from Node's own generator),
-// "now" (Node's clock in unix seconds). The module is found through RS_NODE_DIR (its node_modules).
+// "now" (Node's clock in unix seconds), "sign"/"unsign" (express's cookie-signature). The module is found through RS_NODE_DIR (its node_modules).
 "use strict";
 
 const path = require("path");
@@ -18,6 +18,8 @@ const modulePath = require.resolve("redis-sessions", { paths: [base] });
 const mod = require(modulePath);
 const RedisSessions = mod.default || mod;
 const pkgVersion = require(path.join(path.dirname(require.resolve("redis-sessions/package.json", { paths: [base] })), "package.json")).version;
+
+const cookieSignature = require(require.resolve("cookie-signature", { paths: [base] }));
 
 const instances = new Map();
 const METHODS = new Set(["create", "get", "set", "kill", "killsoid", "killall", "soid", "soapp", "activity", "ping"]);
@@ -56,6 +58,10 @@ async function handle(cmd) {
     }
     case "close":
       return await closeInstance(name);
+    case "sign":
+      return cookieSignature.sign(args.value, args.secret);
+    case "unsign":
+      return cookieSignature.unsign(args.value, args.secret);
     case "now":
       return Number.parseInt("" + Date.now() / 1000, 10);
     case "token": {
