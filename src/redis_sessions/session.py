@@ -21,7 +21,7 @@ from . import core, validate
 from ._constants import DEFAULT_TTL, MIN_TTL
 from .cookies import CookieOptions, cookie_value
 from .cookies import secret_keys as _secret_keys
-from .errors import BackendError, ValidationError
+from .errors import BackendError, SessionTooLarge, ValidationError
 
 if TYPE_CHECKING:
     from .manager import RedisSessions
@@ -443,11 +443,12 @@ class Session(MutableMapping):
                 handler = self._handler
                 try:
                     self.save()
-                except BackendError as exc:
+                except (BackendError, SessionTooLarge) as exc:
                     self._snap = None
                     if handler.raise_errors:
                         raise
-                    handler._outage(exc)
+                    if isinstance(exc, BackendError):
+                        handler._outage(exc)
                     user = self._meta["id"] if self._meta else None
                     logger.error("could not save the session of user %r in app %s: %s", user,
                                  self.app, exc)

@@ -24,6 +24,7 @@ from .errors import BackendError, BackendUnavailable, SessionTooLarge
 from .scripts import Script
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+_TIMEOUTS = (redis.TimeoutError, TimeoutError)
 
 Arg = bytes | str | int
 
@@ -147,9 +148,15 @@ class Wire:
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> object:
         """Run one script: one round trip (two after a NOSCRIPT, which loads it)."""
         held = self._held()
-        reply = self._roundtrip(
-            held, core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]), 1
-        )[0]
+        packed = core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
+        try:
+            reply = self._roundtrip(held, packed, 1)[0]
+        except BackendUnavailable as exc:
+            # A reset connection (not a timeout: that would double the wait) is retried once,
+            # on a new connection, when running the script twice does no harm.
+            if not script.retry_safe or isinstance(exc.__cause__, _TIMEOUTS):
+                raise
+            reply = self._roundtrip(held, packed, 1)[0]
         if isinstance(reply, hiredis.ReplyError):
             if _is_noscript(reply):  # the server lost its script cache: send the body once
                 packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args])

@@ -11,14 +11,19 @@ from importlib import resources
 
 
 class Script:
-    """One session script: its name, full body and SHA1 (both as bytes, ready to send)."""
+    """One session script: its name, full body and SHA1 (both as bytes, ready to send).
 
-    __slots__ = ("name", "body", "sha")
+    ``retry_safe``: running it twice does no harm, so a call whose connection was reset may be
+    sent again once (create is not: a second run would make a second session).
+    """
 
-    def __init__(self, name: str, body: bytes) -> None:
+    __slots__ = ("name", "body", "sha", "retry_safe")
+
+    def __init__(self, name: str, body: bytes, retry_safe: bool) -> None:
         self.name = name
         self.body = body
         self.sha = hashlib.sha1(body).hexdigest().encode()
+        self.retry_safe = retry_safe
 
     def __repr__(self) -> str:
         return f"<Script {self.name} {self.sha.decode()[:8]}>"
@@ -28,13 +33,13 @@ def _read(name: str) -> bytes:
     return resources.files(__name__).joinpath(name).read_bytes()
 
 
-def _load(name: str) -> Script:
-    return Script(name, _read("_lib.lua") + b"\n" + _read(f"{name}.lua"))
+def _load(name: str, retry_safe: bool = True) -> Script:
+    return Script(name, _read("_lib.lua") + b"\n" + _read(f"{name}.lua"), retry_safe)
 
 
-CREATE = _load("create")
+CREATE = _load("create", retry_safe=False)
 GET = _load("get")
-SET = _load("set")
+SET = _load("set")  # a repeated merge writes the same values again
 KILL = _load("kill")
 KILLSOID = _load("killsoid")
 KILLALL = _load("killall")
