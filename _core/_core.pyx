@@ -308,6 +308,228 @@ cdef extern from *:
     bint rs_signbit(double x)
     bint rs_isfinite(double x)
 
+cdef extern from *:
+    """
+    /* ---- per-process buffer of os.urandom bytes for new_token ----
+       Only new_token touches it, with the GIL held from reading rs_rpos to storing it back (no
+       Python call in between), so the GIL is its lock. Consumed bytes are zeroed and never read
+       again; a forked child starts with an empty buffer (pthread_atfork here catches every fork
+       through libc, os.register_at_fork in the module catches os.fork on any platform). */
+    #define RS_RBUF_SIZE 4096
+    static unsigned char rs_rbuf[RS_RBUF_SIZE];
+    static Py_ssize_t rs_rpos = RS_RBUF_SIZE;
+
+    static void rs_rbuf_forget(void) {
+        memset(rs_rbuf, 0, sizeof rs_rbuf);
+        rs_rpos = RS_RBUF_SIZE;
+    }
+
+    #if !defined(_WIN32)
+    #include <pthread.h>
+    static int rs_rbuf_atfork(void) { return pthread_atfork(NULL, NULL, rs_rbuf_forget); }
+    #else
+    static int rs_rbuf_atfork(void) { return 0; }
+    #endif
+
+    /* The wall clock in ms, as time.time_ns() // 1000000 (which is CLOCK_REALTIME on POSIX);
+       -1 where the caller must ask the time module. */
+    #if !defined(_WIN32)
+    #include <time.h>
+    #endif
+    static int rs_now_ms(unsigned long long *ms) {
+    #if !defined(_WIN32) && defined(CLOCK_REALTIME)
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec < 0) return -1;
+        *ms = (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)(ts.tv_nsec / 1000000);
+        return 0;
+    #else
+        (void)ms;
+        return -1;
+    #endif
+    }
+
+    /* ---- a parser for flat JSON objects (the session's "d") ----
+       Accepts only: ws { ws } ws, or ws { ws "key" ws : ws value ws (, ws "key" ws : ws value ws)* } ws
+       where strings hold no backslash and no control character, and values are such strings,
+       JSON numbers, true, false or null; ws is space, tab, LF, CR (exactly json's whitespace).
+       Everything it accepts json.loads accepts with the same result (PyDict_SetItem like json's
+       scanner, ints through PyLong, floats through PyOS_string_to_double like float()).
+       Returns the dict, Py_None when the text is anything else (the caller then uses json.loads;
+       also for invalid UTF-8, which json's path turns into None), NULL on a real error. */
+    static inline int rs_ws(unsigned char c) { return c == ' ' || c == '\\t' || c == '\\n' || c == '\\r'; }
+    static inline int rs_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+    /* str of UTF-8 s[0:n]; NULL without an exception when it is not valid UTF-8. */
+    static PyObject *rs_flat_str(const unsigned char *s, Py_ssize_t n, int ascii) {
+        PyObject *u;
+        if (ascii) {
+            u = PyUnicode_New(n, 127);
+            if (u != NULL && n) memcpy(PyUnicode_1BYTE_DATA(u), s, (size_t)n);
+            return u;
+        }
+        u = PyUnicode_DecodeUTF8((const char *)s, n, NULL);
+        if (u == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) PyErr_Clear();
+        return u;
+    }
+
+    /* Keys repeat from one session to the next: short ASCII keys come from a small direct-mapped
+       cache of str objects (immutable; their hash is computed once). Only touched with the GIL. */
+    #define RS_KEY_SLOTS 256
+    static PyObject *rs_key_cache[RS_KEY_SLOTS];
+
+    static PyObject *rs_flat_key(const unsigned char *s, Py_ssize_t n, int ascii) {
+        uint32_t h = 2166136261u;
+        Py_ssize_t i;
+        PyObject *k, *old;
+        if (!ascii || n > 32) return rs_flat_str(s, n, ascii);
+        for (i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+        h = (h ^ (h >> 16) ^ (uint32_t)n) & (RS_KEY_SLOTS - 1);
+        k = rs_key_cache[h];
+        if (k != NULL && PyUnicode_GET_LENGTH(k) == n && memcmp(PyUnicode_1BYTE_DATA(k), s, (size_t)n) == 0) {
+            Py_INCREF(k);
+            return k;
+        }
+        k = rs_flat_str(s, n, 1);
+        if (k == NULL) return NULL;
+        Py_INCREF(k);
+        old = rs_key_cache[h];
+        rs_key_cache[h] = k;
+        Py_XDECREF(old);
+        return k;
+    }
+
+    /* The number at s[*pi] (JSON grammar exactly); NULL without an exception: not one / too long. */
+    static PyObject *rs_flat_number(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pi) {
+        Py_ssize_t i = *pi, start = *pi, len, j;
+        int is_int = 1, neg = 0;
+        char buf[64];
+        double d;
+        if (s[i] == '-') { neg = 1; i++; }
+        if (i < n && s[i] == '0') i++;
+        else if (i < n && s[i] >= '1' && s[i] <= '9') { while (i < n && rs_digit(s[i])) i++; }
+        else return NULL;
+        if (i < n && s[i] == '.') {
+            if (!(i + 1 < n && rs_digit(s[i + 1]))) return NULL;
+            i += 2;
+            while (i < n && rs_digit(s[i])) i++;
+            is_int = 0;
+        }
+        if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+            j = i + 1;
+            if (j < n && (s[j] == '+' || s[j] == '-')) j++;
+            if (!(j < n && rs_digit(s[j]))) return NULL;
+            i = j;
+            while (i < n && rs_digit(s[i])) i++;
+            is_int = 0;
+        }
+        *pi = i;
+        len = i - start;
+        if (is_int && len - neg <= 18) {
+            long long v = 0;
+            for (j = start + neg; j < i; j++) v = v * 10 + (s[j] - '0');
+            return PyLong_FromLongLong(neg ? -v : v);
+        }
+        if (len >= (Py_ssize_t)sizeof buf) return NULL;
+        memcpy(buf, s + start, (size_t)len);
+        buf[len] = 0;
+        if (is_int) return PyLong_FromString(buf, NULL, 10);
+        d = PyOS_string_to_double(buf, NULL, NULL);  /* overflow: +-inf, as float() and json give */
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        return PyFloat_FromDouble(d);
+    }
+
+    static PyObject *rs_parse_flat(const unsigned char *s, Py_ssize_t n) {
+        Py_ssize_t i = 0, start;
+        PyObject *d = NULL, *k = NULL, *v = NULL;
+        int ascii;
+        unsigned char c;
+        while (i < n && rs_ws(s[i])) i++;
+        if (i >= n || s[i] != '{') Py_RETURN_NONE;
+        i++;
+        d = PyDict_New();
+        if (d == NULL) return NULL;
+        while (i < n && rs_ws(s[i])) i++;
+        if (i < n && s[i] == '}') { i++; goto done; }
+        for (;;) {
+            if (i >= n || s[i] != '"') goto fallback;
+            start = ++i;
+            ascii = 1;
+            while (i < n && (c = s[i]) != '"') {
+                if (c == '\\\\' || c < 0x20) goto fallback;
+                ascii &= c < 0x80;
+                i++;
+            }
+            if (i >= n) goto fallback;
+            k = rs_flat_key(s + start, i - start, ascii);
+            if (k == NULL) goto error_or_fallback;
+            i++;
+            while (i < n && rs_ws(s[i])) i++;
+            if (i >= n || s[i] != ':') goto fallback;
+            i++;
+            while (i < n && rs_ws(s[i])) i++;
+            if (i >= n) goto fallback;
+            c = s[i];
+            if (c == '"') {
+                start = ++i;
+                ascii = 1;
+                while (i < n && (c = s[i]) != '"') {
+                    if (c == '\\\\' || c < 0x20) goto fallback;
+                    ascii &= c < 0x80;
+                    i++;
+                }
+                if (i >= n) goto fallback;
+                v = rs_flat_str(s + start, i - start, ascii);
+                if (v == NULL) goto error_or_fallback;
+                i++;
+            } else if (c == 't') {
+                if (n - i < 4 || memcmp(s + i, "true", 4) != 0) goto fallback;
+                v = Py_True; Py_INCREF(v); i += 4;
+            } else if (c == 'f') {
+                if (n - i < 5 || memcmp(s + i, "false", 5) != 0) goto fallback;
+                v = Py_False; Py_INCREF(v); i += 5;
+            } else if (c == 'n') {
+                if (n - i < 4 || memcmp(s + i, "null", 4) != 0) goto fallback;
+                v = Py_None; Py_INCREF(v); i += 4;
+            } else if (c == '-' || rs_digit(c)) {
+                v = rs_flat_number(s, n, &i);
+                if (v == NULL) goto error_or_fallback;
+            } else {
+                goto fallback;
+            }
+            if (PyDict_SetItem(d, k, v) < 0) goto error;
+            Py_CLEAR(k);
+            Py_CLEAR(v);
+            while (i < n && rs_ws(s[i])) i++;
+            if (i < n && s[i] == ',') {
+                i++;
+                while (i < n && rs_ws(s[i])) i++;
+                continue;
+            }
+            if (i < n && s[i] == '}') { i++; break; }
+            goto fallback;
+        }
+    done:
+        while (i < n && rs_ws(s[i])) i++;
+        if (i != n) goto fallback;
+        return d;
+    error_or_fallback:
+        if (PyErr_Occurred()) goto error;
+    fallback:
+        Py_XDECREF(k); Py_XDECREF(v); Py_DECREF(d);
+        Py_RETURN_NONE;
+    error:
+        Py_XDECREF(k); Py_XDECREF(v); Py_DECREF(d);
+        return NULL;
+    }
+    """
+    enum: RS_RBUF_SIZE
+    unsigned char rs_rbuf[]
+    Py_ssize_t rs_rpos
+    void rs_rbuf_forget()
+    int rs_rbuf_atfork()
+    int rs_now_ms(unsigned long long *ms)
+    object rs_parse_flat(const unsigned char *s, Py_ssize_t n)
+
 cdef extern from "Python.h":
     bint PyUnicode_Check(object o)
     bint PyUnicode_CheckExact(object o)
@@ -322,6 +544,10 @@ cdef extern from "Python.h":
     bint PyFloat_CheckExact(object o)
     double PyFloat_AS_DOUBLE(object o)
     bint PyList_Check(object o)
+    bint PyList_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
+    PyObject *PyTuple_GET_ITEM(object o, Py_ssize_t i)
+    void *PyMem_Malloc(size_t n)
     bint PyDict_CheckExact(object o)
     Py_ssize_t PyList_GET_SIZE(object o)
     PyObject *PyList_GET_ITEM(object o, Py_ssize_t i)
@@ -455,23 +681,52 @@ def token_from_random(random, ms):
 
 def new_token():
     """A new 64-character session token from ``os.urandom`` and the current time in ms."""
-    cdef bytes rnd = _urandom(_TOKEN_LEN)
+    # The random bytes come from a per-process buffer of os.urandom output (rs_rbuf): each byte
+    # is read once, zeroed, and never used again; a forked child starts with an empty buffer.
+    # The GIL is the buffer's lock: between reading rs_rpos and storing it back this code makes
+    # no Python call and does not release the GIL. The refill (os.urandom) may release it; the
+    # buffer is then empty (rs_rpos == RS_RBUF_SIZE), and the fresh bytes replace whatever
+    # another thread left there (unread bytes are dropped, never reused).
     cdef char buf[MAX_TOKEN + 16]
-    cdef Py_ssize_t i, got = 0
+    cdef Py_ssize_t got = 0, pos
     cdef unsigned char b
-    cdef unsigned long long ms = PyLong_AsUnsignedLongLong(_time_ns()) // 1000000
+    cdef unsigned long long ms
+    cdef bytes fresh
+    if rs_now_ms(&ms) != 0:
+        ms = PyLong_AsUnsignedLongLong(_time_ns()) // 1000000
+    global rs_rpos
     while True:
-        for i in range(PyBytes_GET_SIZE(rnd)):
-            b = (<const unsigned char *>PyBytes_AS_STRING(rnd))[i]
+        pos = rs_rpos
+        while pos < RS_RBUF_SIZE:
+            b = rs_rbuf[pos]
+            rs_rbuf[pos] = 0
+            pos += 1
             if b < _ACCEPT_BELOW:
                 buf[got] = _LETTER_OF_BYTE[b]
                 got += 1
                 if got == _RANDOM_LEN:
+                    rs_rpos = pos
                     buf[got] = _SEP
                     got += 1
                     got += _base36_into(ms, buf + got)
                     return PyUnicode_DecodeASCII(buf, got, NULL)
-        rnd = _urandom(_TOKEN_LEN - _RANDOM_LEN)
+        rs_rpos = RS_RBUF_SIZE
+        fresh = _urandom(RS_RBUF_SIZE)
+        if PyBytes_GET_SIZE(fresh) != RS_RBUF_SIZE:
+            raise RuntimeError("os.urandom returned a short read")
+        memcpy(rs_rbuf, PyBytes_AS_STRING(fresh), RS_RBUF_SIZE)
+        rs_rpos = 0
+
+
+def _forget_random():
+    """Empties the random buffer of new_token (run in a forked child; tests call it too)."""
+    rs_rbuf_forget()
+
+
+if rs_rbuf_atfork() != 0:
+    raise ImportError("redis_sessions._core: pthread_atfork failed")
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_random)
 
 
 cdef bint _is_token_range(object s, Py_ssize_t start, Py_ssize_t end) except -1:
@@ -705,42 +960,120 @@ def extract_token(header, name, keys):
 # ---------------------------------------------------------------------------------------------
 # wire
 
-def pack_command(args):
-    """One RESP command (an array of bulk strings); str is UTF-8, int is decimal, else TypeError."""
-    cdef Py_ssize_t n = len(args), total, size
-    cdef list parts = []
-    cdef char head[32]
-    cdef int w
-    cdef bytes data, result
-    cdef char *out
-    w = snprintf(head, sizeof(head), "*%zd\r\n", n)
-    total = w
+cdef bytes _pack_generic(args):
+    """pack_command for anything but a list or tuple of exact bytes, str and int: the pure code."""
+    parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if PyBytes_Check(arg):
-            data = arg if PyBytes_CheckExact(arg) else bytes(arg)
-        elif PyUnicode_Check(arg):
-            data = (<str>arg).encode("utf-8")
-        elif PyLong_Check(arg) and type(arg) is not bool:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode("utf-8")
+        elif isinstance(arg, int) and not isinstance(arg, bool):
             data = b"%d" % arg
         else:
             raise TypeError(f"pack_command: cannot send {type(arg).__name__}")
-        parts.append(data)
-        size = PyBytes_GET_SIZE(data)
-        total += size + 5 + (1 if size < 10 else len(str(size)))
-    result = PyBytes_FromStringAndSize(NULL, total)
-    out = PyBytes_AS_STRING(result)
-    memcpy(out, head, w)
-    out += w
-    for data in parts:
-        size = PyBytes_GET_SIZE(data)
-        w = snprintf(head, sizeof(head), "$%zd\r\n", size)
-        memcpy(out, head, w)
-        out += w
-        memcpy(out, PyBytes_AS_STRING(data), size)
-        out[size] = 13
-        out[size + 1] = 10
-        out += size + 2
-    return result
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+cdef struct _Arg:
+    const char *p  # the bytes to send, or NULL for a small int in v
+    Py_ssize_t n   # their length
+    long long v
+
+
+cdef inline Py_ssize_t _ndigits(unsigned long long v) noexcept:
+    cdef Py_ssize_t d = 1
+    while v >= 10:
+        v //= 10
+        d += 1
+    return d
+
+
+cdef inline char *_put_digits(char *out, unsigned long long v, Py_ssize_t nd) noexcept:
+    """Writes the nd decimal digits of v at out; returns out + nd."""
+    cdef char *p = out + nd
+    while True:
+        p -= 1
+        p[0] = <char>(48 + v % 10)
+        v //= 10
+        if v == 0:
+            break
+    return out + nd
+
+
+cdef inline unsigned long long _magnitude(long long v) noexcept:
+    return (<unsigned long long>0) - <unsigned long long>v if v < 0 else <unsigned long long>v
+
+
+def pack_command(args):
+    """One RESP command (an array of bulk strings); str is UTF-8, int is decimal, else TypeError."""
+    cdef Py_ssize_t n = len(args), i, total
+    cdef _Arg small[16]
+    cdef _Arg *items = small
+    cdef _Arg *it
+    cdef PyObject *item
+    cdef int overflow
+    cdef bytes result
+    cdef char *out
+    if not (PyList_CheckExact(args) or PyTuple_CheckExact(args)):
+        return _pack_generic(args)
+    if n > 16:
+        items = <_Arg *>PyMem_Malloc(n * sizeof(_Arg))
+        if items is NULL:
+            raise MemoryError()
+    try:
+        total = 3 + _ndigits(n)
+        for i in range(n):
+            # nothing here allocates GC-tracked objects or runs Python code, so the list cannot
+            # change under it and the borrowed pointers stay valid until the copy below
+            item = PyList_GET_ITEM(args, i) if PyList_CheckExact(args) else PyTuple_GET_ITEM(args, i)
+            it = &items[i]
+            if PyBytes_CheckExact(<object>item):
+                it.p = PyBytes_AS_STRING(<object>item)
+                it.n = PyBytes_GET_SIZE(<object>item)
+            elif PyUnicode_CheckExact(<object>item):
+                it.p = PyUnicode_AsUTF8AndSize(<object>item, &it.n)
+            elif PyLong_CheckExact(<object>item):
+                overflow = 0
+                it.v = PyLong_AsLongLongAndOverflow(<object>item, &overflow)
+                if overflow:  # beyond 64 bits: rare, formatted by Python as the pure twin does
+                    return _pack_generic(args)
+                it.p = NULL
+                it.n = _ndigits(_magnitude(it.v)) + (it.v < 0)
+            else:
+                return _pack_generic(args)  # subclasses, bool and unsupported types: as the pure twin
+            total += 5 + _ndigits(<unsigned long long>it.n) + it.n
+        result = PyBytes_FromStringAndSize(NULL, total)
+        out = PyBytes_AS_STRING(result)
+        out[0] = 42  # "*"
+        out = _put_digits(out + 1, <unsigned long long>n, _ndigits(<unsigned long long>n))
+        out[0] = 13
+        out[1] = 10
+        out += 2
+        for i in range(n):
+            it = &items[i]
+            out[0] = 36  # "$"
+            out = _put_digits(out + 1, <unsigned long long>it.n, _ndigits(<unsigned long long>it.n))
+            out[0] = 13
+            out[1] = 10
+            out += 2
+            if it.p is not NULL:
+                memcpy(out, it.p, <size_t>it.n)
+            else:
+                if it.v < 0:
+                    out[0] = 45  # "-"
+                    _put_digits(out + 1, _magnitude(it.v), it.n - 1)
+                else:
+                    _put_digits(out, <unsigned long long>it.v, it.n)
+            out += it.n
+            out[0] = 13
+            out[1] = 10
+            out += 2
+        return result
+    finally:
+        if items is not small:
+            PyMem_Free(items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -818,12 +1151,22 @@ def parse_session(reply):
     session = {"id": sid, "r": r, "w": w, "ttl": ttl, "idle": idle, "ip": ip}
     d = <object>PyList_GET_ITEM(reply, 6)
     if d is not None:
-        d = _text(d)
-        if d is None:
-            return None
-        d = _json_object(d)
-        if d is None:
-            return None
+        parsed = None
+        if PyBytes_CheckExact(d):
+            parsed = rs_parse_flat(<const unsigned char *>PyBytes_AS_STRING(d), PyBytes_GET_SIZE(d))
+        elif PyUnicode_CheckExact(d):
+            rs_str_ready(d)
+            if rs_str_is_ascii(d):
+                parsed = rs_parse_flat(PyUnicode_1BYTE_DATA(d), PyUnicode_GET_LENGTH(d))
+        if parsed is not None:
+            d = parsed
+        else:  # not a flat object of plain strings and scalars (or not UTF-8): json's path
+            d = _text(d)
+            if d is None:
+                return None
+            d = _json_object(d)
+            if d is None:
+                return None
         if d:
             session["d"] = d
     if no_resave == 1:

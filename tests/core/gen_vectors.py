@@ -53,7 +53,8 @@ def build() -> dict[str, list[dict[str, Any]]]:
         "cookie_value": cookies,
         "extract_token": tokens,
         "pack_command": [case("pack_command", a) for a in
-                         ([], ["SET", b"k", 1], ["\u00e9", -(2**70), b"\r\n"], [1.5], [True], [None])],
+                         ([], ["SET", b"k", 1], ["\u00e9", -(2**70), b"\r\n"], [1.5], [True], [None],
+                          [2**63 - 1, -(2**63), 2**63, 0, -1, 10, b""], list(range(-9, 12)), ["\ud800"])],
         "parse_session": [case("parse_session", r) for r in (
             None,
             [b"u", 1, 2, 3, 4, b"ip", b'{"a":1,"b":[1,2],"c":"\\u00e9"}', 1],
@@ -64,6 +65,15 @@ def build() -> dict[str, list[dict[str, Any]]]:
             [b"\xff", 1, 2, 3, 4, None, None, 0],
             [b"u", b"1", 2, 3, 4, None, None, 0],
             [b"u", 1, 2, 3, 4, None, None],
+            # flat objects (the compiled core parses these itself) and near misses (json.loads)
+            [b"u", 1, 2, 3, 4, b"ip", b' {"s":"x\xc3\xa9","i":-12,"f":-0.0,"e":1E+2,"t":true,"n":null} ', 1],
+            [b"u", 1, 2, 3, 4, None, b'{"big":123456789012345678901234567890,"max":9223372036854775808}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":1,"a":2.5,"b":false}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":"\xff"}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":"\x1f"}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":1,}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":01}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":"\\n"}', 0],
         )],
         "encode_changes": [case("encode_changes", c) for c in (
             {"a": "x", "b": 1, "c": 1.5, "d": True, "e": False, "f": None, "g": 10**25, "h": 1e-7},
