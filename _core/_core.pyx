@@ -25,7 +25,7 @@ from redis_sessions._constants import (
     TOKEN_RANDOM_LENGTH,
     TOKEN_SEPARATOR,
 )
-from redis_sessions.errors import ValidationError
+from redis_sessions.errors import forbidden_type, key_not_text, not_finite, not_unicode
 
 __all__ = [
     "new_token",
@@ -1186,7 +1186,7 @@ cdef bytes _json_string(str text, object key):
     try:
         utf8 = PyUnicode_AsUTF8AndSize(text, &n)
     except UnicodeEncodeError:
-        raise ValidationError("invalidValue", f"d.{key!r} is not valid Unicode") from None
+        raise not_unicode(key) from None
     written = rs_json_escape(<const unsigned char *>utf8, <size_t>n, NULL)
     out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>written + 2)
     rs_json_escape(<const unsigned char *>utf8, <size_t>n, <unsigned char *>PyBytes_AS_STRING(out) + 1)
@@ -1211,7 +1211,7 @@ cdef bytes _json_number(object value, object key):
         return int.__repr__(value).encode("ascii")
     f = PyFloat_AS_DOUBLE(value)
     if not rs_isfinite(f):
-        raise ValidationError("invalidValue", f"d.{key} must be a finite number")
+        raise not_finite(key)
     repr_ = PyOS_double_to_string(f, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
     try:
         result = repr_
@@ -1222,7 +1222,7 @@ cdef bytes _json_number(object value, object key):
 
 cdef int _encode_pair(object key, object value, list out) except -1:
     if not PyUnicode_Check(key):
-        raise ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+        raise key_not_text(key)
     out.append(_json_string(key, key))
     if value is None:
         out.append(b"")
@@ -1235,10 +1235,7 @@ cdef int _encode_pair(object key, object value, list out) except -1:
     elif PyLong_Check(value) or PyFloat_Check(value):
         out.append(_json_number(value, key))
     else:
-        raise ValidationError(
-            "invalidValue",
-            f"d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed.",
-        )
+        raise forbidden_type(key)
     return 0
 
 

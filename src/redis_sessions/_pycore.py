@@ -23,7 +23,7 @@ from ._constants import (
     TOKEN_RANDOM_LENGTH,
     TOKEN_SEPARATOR,
 )
-from .errors import ValidationError
+from .errors import forbidden_type, key_not_text, not_finite, not_unicode
 
 __all__ = [
     "new_token",
@@ -234,12 +234,12 @@ def _utf8(text: str, key: object) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError("invalidValue", f"d.{key!r} is not valid Unicode") from None
+        raise not_unicode(key) from None
 
 
 def _encode_pair(key: object, value: object, out: list[bytes]) -> None:
     if not isinstance(key, str):
-        raise ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+        raise key_not_text(key)
     out.append(_utf8(_json_string(key), key))
     if value is None:
         out.append(b"")
@@ -253,13 +253,10 @@ def _encode_pair(key: object, value: object, out: list[bytes]) -> None:
         out.append(int.__repr__(value).encode("ascii"))
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValidationError("invalidValue", f"d.{key} must be a finite number")
+            raise not_finite(key)
         out.append(float.__repr__(value).encode("ascii"))
     else:
-        raise ValidationError(
-            "invalidValue",
-            f"d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed.",
-        )
+        raise forbidden_type(key)
 
 
 def encode_changes(changes: Mapping[str, object]) -> list[bytes]:

@@ -14,6 +14,10 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "SessionTooLarge",
+    "forbidden_type",
+    "not_finite",
+    "key_not_text",
+    "not_unicode",
 ]
 
 
@@ -49,3 +53,25 @@ class BackendUnavailable(BackendError):
 
     The original redis-py exception is kept as ``__cause__``.
     """
+
+
+# The checks of session data values, made by both cores and by the Session mapping: one wording.
+
+
+def forbidden_type(key: object) -> ValidationError:
+    return ValidationError(
+        "invalidValue",
+        f"d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed.",
+    )
+
+
+def not_finite(key: object) -> ValidationError:
+    return ValidationError("invalidValue", f"d.{key} must be a finite number")
+
+
+def key_not_text(key: object) -> ValidationError:
+    return ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+
+
+def not_unicode(key: object) -> ValidationError:
+    return ValidationError("invalidValue", f"d.{key!r} is not valid Unicode")

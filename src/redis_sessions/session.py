@@ -21,7 +21,14 @@ from . import core, validate
 from ._constants import DEFAULT_TTL, MIN_TTL
 from .cookies import CookieOptions, cookie_value
 from .cookies import secret_keys as _secret_keys
-from .errors import BackendError, SessionTooLarge, ValidationError
+from .errors import (
+    BackendError,
+    SessionTooLarge,
+    ValidationError,
+    forbidden_type,
+    key_not_text,
+    not_finite,
+)
 
 if TYPE_CHECKING:
     from .manager import RedisSessions
@@ -48,7 +55,7 @@ _SCALARS = (str, int, float)  # bool is an int
 
 def _clamp_ttl(ttl: object, what: str) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise ValidationError("invalidValue", f"ttl must be a positive integer >= {MIN_TTL}")
+        validate.ttl(ttl)  # raises Node's error for anything that is not a number
     if ttl < MIN_TTL:
         logger.warning("%s ttl=%r is below %d seconds: using %d", what, ttl, MIN_TTL, MIN_TTL)
         return MIN_TTL
@@ -263,11 +270,11 @@ class Session(MutableMapping):
                 del self._writable()[key]
             return
         if type(key) is not str:
-            raise ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+            raise key_not_text(key)
         if not isinstance(value, _SCALARS):
-            raise ValidationError("invalidValue", validate.FORBIDDEN_TYPE.format(key=key))
+            raise forbidden_type(key)
         if type(value) is float and not isfinite(value):
-            raise ValidationError("invalidValue", f"d.{key} must be a finite number")
+            raise not_finite(key)
         self._writable()[key] = value
 
     def __delitem__(self, key: str) -> None:

@@ -16,9 +16,6 @@ _APP = re.compile(r"[A-Za-z0-9_-]{3,20}")
 _TOKEN = re.compile(r"[A-Za-z0-9]{64}")
 _LINE_BREAK = re.compile(r"[\n\r\u2028\u2029]")
 
-FORBIDDEN_TYPE = "d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed."
-
-
 def _missing(value: object) -> bool:
     return value is None or value == ""
 

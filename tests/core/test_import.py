@@ -11,8 +11,9 @@ import sys
 
 import pytest
 
+# which core the picker chose, and where the compiled module (if it was imported) lives
 PROBE = (
-    "import json, redis_sessions.core as c, redis_sessions._core as m; "
+    "import json, sys, redis_sessions.core as c; m = sys.modules.get('redis_sessions._core'); "
     "print(json.dumps([c.IMPLEMENTATION, getattr(m, '__file__', '')]))"
 )
 
@@ -35,8 +36,9 @@ def test_compiled_is_the_default() -> None:
 
 
 def test_no_extensions_gives_pure() -> None:
-    implementation, _ = run({"REDIS_SESSIONS_NO_EXTENSIONS": "1"})
+    implementation, path = run({"REDIS_SESSIONS_NO_EXTENSIONS": "1"})
     assert implementation == "pure"
+    assert path == ""  # the compiled module is not even imported
 
 
 def test_public_api_is_the_same(core_impl) -> None:
