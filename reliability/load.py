@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import random
 import secrets
@@ -170,7 +171,10 @@ class Client(threading.Thread):
         device.token = None
         if device.killed_elsewhere or device.uncertain:
             return "gone-expected"
-        if self.fault_name == "kill" and self.fault.back is not None and device.login_start < self.fault.back:
+        # the restarted server is empty: a session logged in before it came back may be gone,
+        # also in the moment between its return and ``fault.back`` being recorded
+        if (self.fault_name == "kill" and self.fault.start is not None
+                and device.login_start < (self.fault.back or math.inf)):
             return "gone-restart"
         if self.mode == "bare":
             return "gone"

@@ -14,7 +14,8 @@ class Script:
     """One session script: its name, full body and SHA1 (both as bytes, ready to send).
 
     ``retry_safe``: running it twice does no harm, so a call whose connection was reset may be
-    sent again once (create is not: a second run would make a second session).
+    sent again once. Not so for create (a second session) nor the kills (the second run would
+    report 0 sessions killed for a kill that happened).
     """
 
     __slots__ = ("name", "body", "sha", "retry_safe")
@@ -40,9 +41,9 @@ def _load(name: str, retry_safe: bool = True) -> Script:
 CREATE = _load("create", retry_safe=False)
 GET = _load("get")
 SET = _load("set")  # a repeated merge writes the same values again
-KILL = _load("kill")
-KILLSOID = _load("killsoid")
-KILLALL = _load("killall")
+KILL = _load("kill", retry_safe=False)
+KILLSOID = _load("killsoid", retry_safe=False)
+KILLALL = _load("killall", retry_safe=False)
 SOID = _load("soid")
 SOAPP = _load("soapp")
 ACTIVITY = _load("activity")
