@@ -81,6 +81,26 @@ local function kill(token, id)
   return n
 end
 
+-- The session at key when it is live; an expired one is removed on the spot (with its index
+-- entries) and, like a missing one, gives nil. Nothing is ever recreated.
+local function live(key, token, now)
+  local s = load(key, now)
+  if s and s.expired then
+    kill(token, s.id)
+    return nil
+  end
+  return s
+end
+
+-- Append token and its session reply to out when the session is live (read, not recorded).
+local function collect(out, token, now)
+  local s = load(SESSION_PREFIX .. token, now)
+  if s and not s.expired then
+    out[#out + 1] = token
+    out[#out + 1] = reply(s)
+  end
+end
+
 -- Split a "token:id" member at its first colon (tokens never contain one; ids may).
 local function split_member(member)
   local colon = string.find(member, ':', 1, true)

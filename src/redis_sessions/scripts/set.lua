@@ -3,12 +3,8 @@
 -- A missing or expired session is not recreated: the reply is nil.
 local token = ARGV[6]
 local now = now_seconds()
-local s = load(KEYS[4], now)
+local s = live(KEYS[4], token, now)
 if not s then return false end
-if s.expired then
-  kill(token, s.id)
-  return false
-end
 local d, count = merge(s.d, 9)
 local refused = refuse_data(d, count, tonumber(ARGV[7]), tonumber(ARGV[8]))
 if refused then return redis.error_reply(refused) end

@@ -5,10 +5,6 @@ local out = {}
 local members = redis.call('ZREVRANGEBYSCORE', SESSIONS_KEY, '+inf', now - tonumber(ARGV[6]))
 for _, member in ipairs(members) do
   local token = split_member(member)
-  local s = token and load(SESSION_PREFIX .. token, now)
-  if s and not s.expired then
-    out[#out + 1] = token
-    out[#out + 1] = reply(s)
-  end
+  if token then collect(out, token, now) end
 end
 return out

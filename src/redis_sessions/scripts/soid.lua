@@ -3,10 +3,6 @@
 local now = now_seconds()
 local out = {}
 for _, token in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local s = load(SESSION_PREFIX .. token, now)
-  if s and not s.expired then
-    out[#out + 1] = token
-    out[#out + 1] = reply(s)
-  end
+  collect(out, token, now)
 end
 return out
