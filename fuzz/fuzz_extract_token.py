@@ -7,11 +7,10 @@ Unicode text, plus a cookie name. Never raises on str; both twins agree; a token
 64-letter token that was in the header (and, signed, verifies with one of the keys).
 """
 
-import sys
 
 import atheris
 
-from _common import TWINS, _pycore, main, same
+from _common import _pycore, main, same
 
 KEYS = (b"fuzz-key", b"old-key")
 

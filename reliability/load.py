@@ -36,8 +36,6 @@ import os
 import random
 import secrets
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import threading

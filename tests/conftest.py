@@ -7,10 +7,12 @@ a shared server (REDIS_URL) is never wiped.
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import threading
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 import redis
@@ -24,6 +26,25 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     url = os.environ.get("REDIS_URL")
     server = f"REDIS_URL={url}" if url else "a private server started by the tests"
     return [f"redis-sessions core: {core.IMPLEMENTATION}; Redis: {server}"]
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("compiled", marks=pytest.mark.compiled), pytest.param("pure")],
+)
+def core_impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The one implementation fixture: the compiled core and its pure twin, each imported
+    directly (not through the picker, so REDIS_SESSIONS_NO_EXTENSIONS does not hide the compiled
+    one). A missing compiled module is a skip with its reason, and a failure on CI."""
+    if request.param == "pure":
+        return importlib.import_module("redis_sessions._pycore")
+    try:
+        return importlib.import_module("redis_sessions._core")
+    except ImportError as exc:
+        reason = f"compiled core redis_sessions._core cannot be imported: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set: a missing compiled core is an error)")
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

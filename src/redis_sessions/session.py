@@ -178,7 +178,7 @@ class Session(MutableMapping):
     """
 
     __slots__ = ("_handler", "_environ", "app", "_token", "_meta", "_data", "_snap", "_cookie",
-                 "failed", "accessed")
+                 "failed", "accessed", "_backend_error")
 
     def __init__(self, handler: SessionHandler, environ: Mapping[str, Any], app: str,
                  token: str | None) -> None:
@@ -195,6 +195,8 @@ class Session(MutableMapping):
         self.failed = False
         #: set by Flask when its request context hands the session out (unused here)
         self.accessed = False
+        # the error Redis gave this request: later calls fail at once instead of waiting again
+        self._backend_error: BackendError | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -206,6 +208,7 @@ class Session(MutableMapping):
         except BackendError as exc:
             self._data = data
             self._token = None  # anonymous for this request; the cookie is left alone
+            self._backend_error = exc
             if handler.raise_errors:
                 raise
             handler._outage(exc)
@@ -315,6 +318,13 @@ class Session(MutableMapping):
         meta = self.meta
         return None if meta is None else meta["id"]
 
+    def _backend(self) -> RedisSessions:
+        """The manager, unless Redis already failed in this request: then that error, at once
+        (a request during an outage waits for one timeout, not one per call)."""
+        if self._backend_error is not None:
+            raise self._backend_error
+        return self._handler.manager
+
     @property
     def manager(self) -> RedisSessions:
         """The RedisSessions behind this session (Node's getRedisSessionsModule())."""
@@ -333,7 +343,7 @@ class Session(MutableMapping):
         new session; a session of another user is replaced and killed with its data."""
         data = self._loaded()
         handler = self._handler
-        manager = handler.manager
+        manager = self._backend()
         user_id = validate.user_id(user_id)
         ttl = handler.ttl if ttl is None else _clamp_ttl(ttl, "upgrade()")
         ip = handler.client_ip(self._environ)
@@ -358,9 +368,10 @@ class Session(MutableMapping):
         data = dict(data)
         ip = handler.client_ip(self._environ)
         no_resave = bool(meta.get("no_resave"))
-        token = handler.manager.create(self.app, meta["id"], ip, meta["ttl"], d=data or None,
+        manager = self._backend()
+        token = manager.create(self.app, meta["id"], ip, meta["ttl"], d=data or None,
                                        no_resave=no_resave)
-        handler.manager.kill(self.app, old)
+        manager.kill(self.app, old)
         new_meta = {"id": meta["id"], "r": 1, "w": 1, "ttl": meta["ttl"], "idle": 0, "ip": ip}
         if no_resave:
             new_meta["no_resave"] = True
@@ -386,7 +397,7 @@ class Session(MutableMapping):
         self._loaded()
         if self._token is None:
             return 0
-        killed = self._handler.manager.kill(self.app, self._token)
+        killed = self._backend().kill(self.app, self._token)
         self._forget()
         return killed
 
@@ -395,7 +406,7 @@ class Session(MutableMapping):
         self._loaded()
         if self._meta is None:
             return 0
-        killed = self._handler.manager.killsoid(self.app, self._meta["id"])
+        killed = self._backend().killsoid(self.app, self._meta["id"])
         self._forget()
         return killed
 
@@ -404,15 +415,15 @@ class Session(MutableMapping):
         self._loaded()
         if self._meta is None:
             return []
-        return self._handler.manager.soid(self.app, self._meta["id"])
+        return self._backend().soid(self.app, self._meta["id"])
 
     def soapp(self, dt: int = 600) -> list[dict]:
         """The sessions of the app active in the last ``dt`` seconds."""
-        return self._handler.manager.soapp(self.app, dt)
+        return self._backend().soapp(self.app, dt)
 
     def activity(self, dt: int = 600) -> int:
         """How many distinct user ids of the app were active in the last ``dt`` seconds."""
-        return self._handler.manager.activity(self.app, dt)
+        return self._backend().activity(self.app, dt)
 
     def save(self) -> None:
         """Write the changes now (one round trip, none when nothing changed). Errors raise.
@@ -421,7 +432,7 @@ class Session(MutableMapping):
             return
         changes = _diff(self._snap, self._data)  # type: ignore[arg-type]
         if changes:
-            found = self._handler.manager.apply_changes(self.app, self._token, changes)
+            found = self._backend().apply_changes(self.app, self._token, changes)
             if found is None:  # the session is gone (killed elsewhere, or expired)
                 self._forget()
                 return

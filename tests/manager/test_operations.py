@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 
-import pytest
 
 from redis_sessions import RedisSessions
 from redis_sessions._constants import TOKEN_ALPHABET

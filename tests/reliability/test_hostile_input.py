@@ -12,7 +12,7 @@ import string
 
 import pytest
 
-from redis_sessions import _pycore, core, session as session_module
+from redis_sessions import core, session as session_module
 from redis_sessions._constants import TOKEN_ALPHABET, TOKEN_LENGTH
 
 from .conftest import APP, call
@@ -21,15 +21,11 @@ KEYS = ["current-key", "old-key"]
 ALNUM = string.ascii_letters + string.digits
 
 
-@pytest.fixture(params=["compiled", "pure"])
-def impl(request, monkeypatch):
-    """Run the test with the compiled core (when built) and with the pure twin."""
-    if request.param == "compiled":
-        if core.IMPLEMENTATION != "compiled":
-            pytest.skip("the compiled core is not built")
-    else:
-        monkeypatch.setattr(session_module, "_extract_token", _pycore.extract_token)
-    return request.param
+@pytest.fixture
+def impl(core_impl, monkeypatch):
+    """Run the test with the compiled core and with the pure twin doing the cookie work."""
+    monkeypatch.setattr(session_module, "_extract_token", core_impl.extract_token)
+    return core_impl
 
 
 @pytest.fixture(params=[False, True], ids=["bare", "signed"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -146,13 +145,10 @@ def test_token_entropy_from_the_constants():
     assert bits >= 320, bits  # 326.2 bits
 
 
-@pytest.mark.parametrize("twin", ["compiled", "pure"])
-def test_token_letters_are_uniform(twin):
+def test_token_letters_are_uniform(core_impl):
     """Chi-square over 1.1 million letters (61 categories, 60 degrees of freedom): modulo bias
     (256 % 61 != 0) would show as ~1,400; uniform random stays near 60. Also per position."""
-    impl = _pycore if twin == "pure" else core
-    if twin == "compiled" and core.IMPLEMENTATION != "compiled":
-        pytest.skip("the compiled core is not built")
+    impl = core_impl
     n = 20_000
     alphabet = _constants.TOKEN_ALPHABET
     tokens = [impl.new_token() for _ in range(n)]
