@@ -127,3 +127,22 @@ def test_periodic_wiper_starts_again_in_a_forked_child(redis_url, namespace) -> 
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"1"
     manager.close()
+
+
+def test_redis_ttl_is_not_touched_when_the_activity_time_stays(rs, redis_client, namespace) -> None:
+    """la moves only after more than 1 s idle (Node's rule), and the TTLs follow la + ttl: a read
+    within that second leaves them as they are (less work per request)."""
+    token = rs.create(APP, "user1", "10.0.0.1", ttl=300)
+    key = f"{namespace}:{APP}:{token}"
+    redis_client.expire(key, 100)  # a marker: an unneeded refresh would overwrite it
+    rs.get(APP, token)
+    assert redis_client.ttl(key) <= 100
+
+
+def test_no_resave_expiry_is_fixed_in_redis_too(rs, redis_client, namespace) -> None:
+    token = rs.create(APP, "user1", "10.0.0.1", ttl=100, no_resave=True)
+    key = f"{namespace}:{APP}:{token}"
+    redis_client.hincrby(key, "la", -30)
+    redis_client.expire(key, 71)  # what 30 s later would show
+    rs.get(APP, token)
+    assert 69 <= redis_client.ttl(key) <= 71

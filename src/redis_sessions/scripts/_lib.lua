@@ -49,16 +49,20 @@ end
 
 -- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
 -- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs.
+-- The TTLs follow la + ttl, which moves only when la does (a no_resave session's never does),
+-- so they are set at creation (s.new) and refreshed only when la moved.
 local function touch(s, token, now)
+  local moved = s.new
   if s.no_resave then
     if s.idle > 0 then redis.call('HSET', s.key, 'ttl', s.ttl, 'la', now) ; s.la = now end
   elseif s.idle > 1 then
     redis.call('HSET', s.key, 'la', now) ; s.la = now
+    moved = true
   end
   redis.call('ZADD', SESSIONS_KEY, now, token .. ':' .. s.id)
   redis.call('ZADD', USERS_KEY, now, s.id)
   redis.call('ZADD', EXPIRY_KEY, now + s.ttl, APP .. ':' .. token .. ':' .. s.id)
-  if REDIS_TTL then
+  if REDIS_TTL and moved then
     -- the session counts as expired once now > la + ttl
     local left = s.la + s.ttl + 1 - now
     redis.call('EXPIRE', s.key, left)

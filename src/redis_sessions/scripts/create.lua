@@ -17,7 +17,7 @@ redis.call('HSET', key, 'id', id, 'r', 1, 'w', 1, 'ip', ip, 'la', now, 'ttl', tt
 if d then redis.call('HSET', key, 'd', d) end
 if no_resave then redis.call('HSET', key, 'no_resave', 1) end
 redis.call('SADD', user_key, token)
-local s = {key = key, id = id, ttl = ttl, la = now, idle = 0, no_resave = no_resave}
+local s = {key = key, id = id, ttl = ttl, la = now, idle = 0, no_resave = no_resave, new = true}
 touch(s, token, now)
 
 -- Evict the least recently active sessions of this id beyond the cap, atomically.
