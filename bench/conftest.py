@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from _server import redis_url as _redis_url
+from _common import redis_url as _redis_url
 
 
 @pytest.fixture(scope="session")

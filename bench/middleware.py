@@ -2,41 +2,21 @@
 
     python bench/middleware.py [--quick]
 
-Uses REDIS_URL, else starts a private server (tests/redis_server.py). Each case calls the WSGI app
+Uses REDIS_URL, else starts a private server (bench/_common.py). Each case calls the WSGI app
 in-process with a prepared environ, many times; the figure is the median of the repeats' means.
 Overheads are over the matching bare app (a bare WSGI callable; a bare Flask app for Flask-Session).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import statistics
 import sys
-import time
-from pathlib import Path
-from urllib.parse import urlparse
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+from _common import measure, raw_caller, redis_url
 
 APP = "benchapp"
 GOAL_NO_COOKIE_US = 3.0
 GOAL_READ_RTT_FACTOR = 2.0
 GOAL_VS_FLASK_SESSION = 4.0
-
-
-def measure(fn, iterations: int, repeats: int) -> float:
-    """Median over ``repeats`` of the mean µs per call of ``fn`` over ``iterations`` calls."""
-    for _ in range(min(iterations, 200)):
-        fn()
-    means = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        for _ in range(iterations):
-            fn()
-        means.append((time.perf_counter_ns() - start) / iterations / 1000)
-    return statistics.median(means)
 
 
 def start_response(status, headers, exc_info=None):
@@ -75,25 +55,8 @@ def base_environ(cookie: str | None = None) -> dict:
 
 def raw_round_trip(url: str, iterations: int, repeats: int, packed: bytes) -> float:
     """One command over a raw socket parsed by hiredis.Reader: the floor of one round trip."""
-    import hiredis
-
-    parsed = urlparse(url)
-    sock = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = hiredis.Reader()
-
-    def ping():
-        sock.sendall(packed)
-        while True:
-            reply = reader.gets()
-            if reply is not False:
-                return reply
-            reader.feed(sock.recv(65536))
-
-    try:
-        return measure(ping, iterations, repeats)
-    finally:
-        sock.close()
+    with raw_caller(url, packed) as call:
+        return measure(call, iterations, repeats)
 
 
 def bench(url: str, quick: bool = False) -> dict[str, float]:
@@ -218,19 +181,8 @@ def report(r: dict[str, float]) -> list[str]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    url = os.environ.get("REDIS_URL")
-    server = None
-    if not url:
-        from tests.redis_server import RedisServer
-
-        server = RedisServer().start()
-        url = server.url
-    try:
-        report(bench(url, quick))
-    finally:
-        if server is not None:
-            server.stop()
+    with redis_url() as url:
+        report(bench(url, "--quick" in sys.argv))
 
 
 if __name__ == "__main__":

@@ -11,29 +11,13 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import socket
-import statistics
-import time
-from urllib.parse import urlparse
 
-import hiredis
 import redis
 
-from _server import redis_url
+from _common import measure, raw_caller, redis_url
 from redis_sessions import RedisSessions, core, scripts
 
 APP = "benchapp"
-
-
-def measure(fn, loops: int, repeat: int) -> float:
-    """Median µs per call."""
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        runs.append((time.perf_counter() - start) / loops * 1e6)
-    return statistics.median(runs)
 
 
 def main() -> None:
@@ -50,19 +34,6 @@ def main() -> None:
         args = (*ctx.args, token)
         command = core.pack_command([b"EVALSHA", scripts.GET.sha, len(keys), *keys, *args])
 
-        parsed = urlparse(url)
-        sock = socket.create_connection((parsed.hostname, parsed.port or 6379))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader = hiredis.Reader()
-
-        def raw() -> object:
-            sock.sendall(command)
-            while True:
-                reply = reader.gets()
-                if reply is not False:
-                    return reply
-                reader.feed(sock.recv(65536))
-
         client = redis.Redis.from_url(url)
 
         def plain() -> object:
@@ -72,10 +43,9 @@ def main() -> None:
             return rs.get(APP, token)
 
         assert fast() is not None  # loads the script
-        assert core.parse_session(raw()) is not None and plain() is not None
-        for fn in (raw, fast, plain):  # warm up
-            measure(fn, 200, 1)
-        floor = measure(raw, opts.loops, opts.repeat)
+        with raw_caller(url, command) as raw:
+            assert core.parse_session(raw()) is not None and plain() is not None
+            floor = measure(raw, opts.loops, opts.repeat)
         ours = measure(fast, opts.loops, opts.repeat)
         redispy = measure(plain, opts.loops, opts.repeat)
         print(f"core: {core.IMPLEMENTATION}; {opts.repeat} runs of {opts.loops} calls; medians")
@@ -89,7 +59,6 @@ def main() -> None:
         print(f"plain redis-py / fast path: {redispy / ours:.2f}x")
         rs.killall(APP)
         rs.close()
-        sock.close()
         client.close()
 
 

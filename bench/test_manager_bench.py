@@ -58,7 +58,8 @@ def _threaded(benchmark, work):
             t.join()
 
     benchmark.pedantic(batch, rounds=10, warmup_rounds=1)
-    benchmark.extra_info["ops_per_s"] = round(THREADS * PER_THREAD / benchmark.stats.stats.median)
+    if benchmark.stats is not None:  # None with --benchmark-disable
+        benchmark.extra_info["ops_per_s"] = round(THREADS * PER_THREAD / benchmark.stats.stats.median)
 
 
 @pytest.mark.parametrize("op", ["create", "get", "set", "soid", "kill"])

@@ -7,35 +7,19 @@ Uses REDIS_URL, else a private server. Not part of the default test run (testpat
 from __future__ import annotations
 
 import itertools
-import os
-import sys
-from pathlib import Path
 
 import pytest
+from middleware import APP, base_environ, caller
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-
-from middleware import APP, base_environ, caller  # noqa: E402
-
-from redis_sessions import RedisSessions, core  # noqa: E402
-from redis_sessions.wsgi import SessionMiddleware, get_session  # noqa: E402
+from redis_sessions import RedisSessions, core
+from redis_sessions.wsgi import SessionMiddleware, get_session
 
 
 @pytest.fixture(scope="module")
-def manager():
-    server = None
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        from tests.redis_server import RedisServer
-
-        server = RedisServer().start()
-        url = server.url
-    rs = RedisSessions(url, namespace="rsbench", wipe=0)
+def manager(redis_url):
+    rs = RedisSessions(redis_url, namespace="rsbench", wipe=0)
     yield rs
     rs.close()
-    if server is not None:
-        server.stop()
 
 
 counter = itertools.count()
