@@ -57,12 +57,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--redis-url", default=argparse.SUPPRESS, metavar="URL",
                         help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
     common.add_argument("--namespace", default=argparse.SUPPRESS,
                         help=f"key prefix of the sessions (default: {DEFAULT_NAMESPACE})")
-    output = argparse.ArgumentParser(add_help=False)
+    output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="machine-readable output")
 
     parser = _Parser(prog=PROG, parents=[common], description=(

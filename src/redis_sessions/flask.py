@@ -35,7 +35,8 @@ class RedisSessionInterface(SessionInterface):
         self.handler = SessionHandler(**options)
         got_request_exception.connect(_on_exception)
 
-    def open_session(self, app: Flask, request: Request) -> Session | None:
+    # our Session is a MutableMapping like Flask's SessionMixin, not a subclass of it
+    def open_session(self, app: Flask, request: Request) -> Session | None:  # type: ignore[override]
         # None (no app name, or outside the cookie path): Flask uses its null session
         return self.handler.open(request.environ)
 

@@ -109,9 +109,9 @@ class RedisSessions:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _app(self, app: object) -> _AppContext:
+    def _app(self, app: str) -> _AppContext:
         """The validated app's context; also starts this process's wiper on first use."""
-        context = self._apps.get(app)  # type: ignore[arg-type]
+        context = self._apps.get(app)
         if context is None:
             name = validate.app(app)
             if len(self._apps) >= _MAX_APP_CONTEXTS:
@@ -289,11 +289,12 @@ class RedisSessions:
             by_app: dict[str, list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]] = {}
             stray = []
             for raw in members:
-                member = parse_expiry_member(raw.decode("utf-8", "surrogateescape"))
+                text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+                member = parse_expiry_member(str(text))
                 try:
-                    ctx = self._app(member.app) if member else None
                     if member is None or not core.is_token(member.token):
                         raise ValidationError("invalidFormat", "malformed expiry member")
+                    ctx = self._app(member.app)
                 except ValidationError:
                     stray.append(raw)
                     continue

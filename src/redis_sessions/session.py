@@ -55,7 +55,7 @@ _SCALARS = (str, int, float)  # bool is an int
 
 def _clamp_ttl(ttl: object, what: str) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        validate.ttl(ttl)  # raises Node's error for anything that is not a number
+        return validate.ttl(ttl)  # raises Node's error for anything that is not a number
     if ttl < MIN_TTL:
         logger.warning("%s ttl=%r is below %d seconds: using %d", what, ttl, MIN_TTL, MIN_TTL)
         return MIN_TTL
@@ -203,8 +203,12 @@ class Session(MutableMapping):
     def _load(self) -> dict:
         handler = self._handler
         data: dict = {}
+        token = self._token
+        if token is None:  # anonymous: nothing to load
+            self._data = data
+            return data
         try:
-            found = handler.manager.get(self.app, self._token)
+            found = handler.manager.get(self.app, token)
         except BackendError as exc:
             self._data = data
             self._token = None  # anonymous for this request; the cookie is left alone

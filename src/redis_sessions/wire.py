@@ -15,12 +15,13 @@ import select
 import socket
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import hiredis
 import redis
 
 from . import core
-from .errors import BackendError, BackendUnavailable, SessionTooLarge
+from .errors import BackendError, BackendUnavailable, SessionError, SessionTooLarge
 from .scripts import Script
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -42,26 +43,29 @@ class _Held:
         self.pool = pool
         self.pid = os.getpid()
         self.sock: socket.socket | None = None
-        self.conn: redis.connection.AbstractConnection | None = None
+        self.reader = hiredis.Reader()
+        self.poller = select.poll()
+        # redis-py's Connection: its socket (``_sock``) is read directly, hence Any
+        self.conn: Any = None
         self.conn = pool.get_connection()
 
     def socket(self) -> socket.socket:
         """The live socket, (re)connecting through redis-py when there is none or it went stale."""
         sock = self.sock
-        if sock is not None and sock is self.conn._sock:  # type: ignore[union-attr]
+        conn = self.conn
+        if sock is not None and sock is conn._sock:
             # Anything readable before we sent a command means the server closed the
             # connection (restart, idle timeout): reconnect now rather than fail this call.
             if not self.poller.poll(0):
                 return sock
-            self.conn.disconnect()  # type: ignore[union-attr]
-        conn = self.conn
-        if conn._sock is None:  # type: ignore[union-attr]
-            conn.connect()  # type: ignore[union-attr]  (AUTH, TLS, SELECT: redis-py's)
-        sock = self.sock = conn._sock  # type: ignore[union-attr]
+            conn.disconnect()
+        if conn._sock is None:
+            conn.connect()  # AUTH, TLS, SELECT, HELLO: redis-py's
+        sock = self.sock = conn._sock
         self.reader = hiredis.Reader()
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN | select.POLLPRI)
-        return sock  # type: ignore[return-value]
+        return sock
 
     def drop(self) -> None:
         """Close the socket after a failure: a late reply must never be read as the next one."""
@@ -82,7 +86,7 @@ class _Held:
         self.release()
 
 
-def backend_error(exc: Exception) -> BackendError:
+def backend_error(exc: Exception) -> SessionError:
     """The redis-sessions exception for a redis-py/hiredis one (the original is its __cause__)."""
     if isinstance(exc, _CONNECTION_ERRORS):
         return BackendUnavailable(f"Redis is unavailable: {exc}")
@@ -127,7 +131,7 @@ class Wire:
             sock = held.socket()
             sock.sendall(packed)
             reader = held.reader
-            replies = []
+            replies: list[object] = []
             while len(replies) < count:
                 reply = reader.gets()
                 if reply is False:

@@ -38,7 +38,7 @@ class SessionMiddleware(SessionHandler):
         self,
         wsgi_app: Callable[..., Iterable[bytes]],
         *,
-        app_name: str | Callable[[dict[str, Any]], str | None],
+        app_name: str | Callable[[Mapping[str, Any]], str | None],
         sessions: RedisSessions | None = None,
         redis: Any = None,
         ttl: int = DEFAULT_TTL,

@@ -145,6 +145,8 @@ class DemoApp:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         session = get_session(environ)
+        if session is None:  # the middleware always opens one for this app
+            raise RuntimeError("the demo app runs behind SessionMiddleware")
         routes = {
             "/login": self.login,
             "/logout": self.logout,
