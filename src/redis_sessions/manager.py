@@ -111,7 +111,7 @@ class RedisSessions:
 
     def _app(self, app: str) -> _AppContext:
         """The validated app's context; also starts this process's wiper on first use."""
-        context = self._apps.get(app)
+        context = self._apps.get(app) if type(app) is str else None  # (unhashable input)
         if context is None:
             name = validate.app(app)
             if len(self._apps) >= _MAX_APP_CONTEXTS:

@@ -114,7 +114,7 @@ class SessionHandler:
         app = self._app_name
         if app is None:
             app = self._app_name_of(environ)  # type: ignore[misc]
-            if not app:
+            if not app or not validate.is_app(app):  # e.g. taken from a client's URL path
                 return None
         if self.cookie.path_prefix is not None and not self.cookie.in_path(environ):
             return None

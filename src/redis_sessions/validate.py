@@ -20,10 +20,15 @@ def _missing(value: object) -> bool:
     return value is None or value == ""
 
 
+def is_app(value: object) -> bool:
+    """Whether ``value`` is a valid app name (no exception: for names from requests)."""
+    return isinstance(value, str) and _APP.fullmatch(value) is not None
+
+
 def app(value: object) -> str:
     if _missing(value):
         raise ValidationError("missingParameter", "No app supplied")
-    if not isinstance(value, str) or not _APP.fullmatch(value):
+    if not is_app(value):
         raise ValidationError("invalidFormat", "Invalid app format")
     return value
 

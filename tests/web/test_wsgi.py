@@ -500,3 +500,22 @@ def test_bad_cookie_prefix_options(options) -> None:
 
     with pytest.raises(ValueError):
         CookieOptions(options)
+
+
+def test_invalid_app_name_from_the_request_means_no_session_handling(rs, command_counter) -> None:
+    """app_name taken from the URL path (as in Node's example): a path that makes no valid app
+    name gets no session handling, never an error, and costs no Redis command."""
+    from redis_sessions import SessionMiddleware, get_session
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [repr(get_session(environ)).encode()]
+
+    mw = SessionMiddleware(app, sessions=rs,
+                           app_name=lambda environ: environ["PATH_INFO"].split("/")[1] or None)
+    token = rs.create("goodapp", "user1", "1.2.3.4")
+    counter = command_counter()
+    for path in ("/x/", "/has space/", "/" + "a" * 21 + "/", "/é-app/"):
+        env = {"PATH_INFO": path, "REMOTE_ADDR": "1.2.3.4", "HTTP_COOKIE": f"x={token}"}
+        assert b"".join(mw(env, lambda *a: None)) == b"None"
+    assert counter.count == 0
