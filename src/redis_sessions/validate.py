@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TypeGuard
 
 from ._constants import MAX_ID_LENGTH, MAX_IP_LENGTH, MIN_TTL
 from .errors import ValidationError
@@ -20,7 +21,7 @@ def _missing(value: object) -> bool:
     return value is None or value == ""
 
 
-def is_app(value: object) -> bool:
+def is_app(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid app name (no exception: for names from requests)."""
     return isinstance(value, str) and _APP.fullmatch(value) is not None
 
