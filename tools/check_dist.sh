@@ -131,7 +131,7 @@ check "sdist has LICENSE, README.md, py.typed, scripts/*.lua" bash -c "
     grep -qx src/redis_sessions/py.typed '$WORK/sdist.txt' &&
     grep -qE '^src/redis_sessions/scripts/.+\.lua$' '$WORK/sdist.txt'"
 check "sdist has tests/ and bench/ (cibuildwheel tests each wheel from them)" bash -c "
-    grep -qx tests/conftest.py '$WORK/sdist.txt' && grep -qx tests/core/conftest.py '$WORK/sdist.txt' &&
+    grep -qx tests/conftest.py '$WORK/sdist.txt' && grep -qx tests/redis_server.py '$WORK/sdist.txt' &&
     grep -qE '^bench/test_.*_bench\.py$' '$WORK/sdist.txt'"
 check "sdist metadata: License-Expression: MIT" bash -c \
     "tar -xzOf '$SDIST' --wildcards '*/PKG-INFO' | grep -qx 'License-Expression: MIT'"
