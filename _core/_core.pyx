@@ -438,6 +438,23 @@ cdef extern from *:
         return PyFloat_FromDouble(d);
     }
 
+    /* s[*pi] is the opening quote of a string: move *pi to its closing quote and tell whether it
+       is ASCII. 0 (leave it to the stdlib parser): a backslash, a control character, no end. */
+    static int rs_flat_string_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t *pi, int *ascii) {
+        Py_ssize_t i = *pi + 1;
+        unsigned char c;
+        int all_ascii = 1;
+        while (i < n && (c = s[i]) != '"') {
+            if (c == '\\\\' || c < 0x20) return 0;
+            all_ascii &= c < 0x80;
+            i++;
+        }
+        if (i >= n) return 0;
+        *pi = i;
+        *ascii = all_ascii;
+        return 1;
+    }
+
     static PyObject *rs_parse_flat(const unsigned char *s, Py_ssize_t n) {
         Py_ssize_t i = 0, start;
         PyObject *d = NULL, *k = NULL, *v = NULL;
@@ -452,14 +469,8 @@ cdef extern from *:
         if (i < n && s[i] == '}') { i++; goto done; }
         for (;;) {
             if (i >= n || s[i] != '"') goto fallback;
-            start = ++i;
-            ascii = 1;
-            while (i < n && (c = s[i]) != '"') {
-                if (c == '\\\\' || c < 0x20) goto fallback;
-                ascii &= c < 0x80;
-                i++;
-            }
-            if (i >= n) goto fallback;
+            start = i + 1;
+            if (!rs_flat_string_end(s, n, &i, &ascii)) goto fallback;
             k = rs_flat_key(s + start, i - start, ascii);
             if (k == NULL) goto error_or_fallback;
             i++;
@@ -470,14 +481,8 @@ cdef extern from *:
             if (i >= n) goto fallback;
             c = s[i];
             if (c == '"') {
-                start = ++i;
-                ascii = 1;
-                while (i < n && (c = s[i]) != '"') {
-                    if (c == '\\\\' || c < 0x20) goto fallback;
-                    ascii &= c < 0x80;
-                    i++;
-                }
-                if (i >= n) goto fallback;
+                start = i + 1;
+                if (!rs_flat_string_end(s, n, &i, &ascii)) goto fallback;
                 v = rs_flat_str(s + start, i - start, ascii);
                 if (v == NULL) goto error_or_fallback;
                 i++;
