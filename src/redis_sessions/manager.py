@@ -200,7 +200,7 @@ class RedisSessions:
             if hit is not None:
                 return hit
         session = core.parse_session(
-            self._wire.run(scripts.GET, (*ctx.keys, ctx.session_prefix + token), (*ctx.args, token))
+            self._run(scripts.GET, ctx, ctx.session_prefix + token, (token,))
         )
         if cache is not None and session is not None:
             cache.put(app, token, session)
@@ -221,11 +221,7 @@ class RedisSessions:
         if self.cache is not None:
             self.cache.drop(app, token)
         return core.parse_session(
-            self._wire.run(
-                scripts.SET,
-                (*ctx.keys, ctx.session_prefix + token),
-                (*ctx.args, token, *self.limits, *changes),
-            )
+            self._run(scripts.SET, ctx, ctx.session_prefix + token, (token, *self.limits, *changes))
         )
 
     def kill(self, app: str, token: str) -> int:
