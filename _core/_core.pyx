@@ -8,24 +8,33 @@ so signing does not pay for Python's ``hmac`` objects. Tables come from ``_const
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_Copy, PyDict_Next
+from cpython.dict cimport PyDict_Next
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_Substring
 from libc.stdint cimport uint32_t
-from libc.string cimport memcpy, memchr, memcmp
+from libc.string cimport memcpy, memchr, memcmp, strlen
 
 import json
 import os
 import time
+from collections.abc import Mapping as _Mapping
 
 from redis_sessions._constants import (
     BASE36_DIGITS,
+    MAX_DEPTH,
     TOKEN_ALPHABET,
     TOKEN_LENGTH,
     TOKEN_RANDOM_LENGTH,
     TOKEN_SEPARATOR,
 )
-from redis_sessions.errors import forbidden_type, key_not_text, not_finite, not_unicode
+from redis_sessions.errors import (
+    forbidden_type,
+    key_not_text,
+    not_finite,
+    not_unicode,
+    number_too_large,
+    too_deep,
+)
 
 __all__ = [
     "new_token",
@@ -38,6 +47,7 @@ __all__ = [
     "pack_command",
     "parse_session",
     "encode_changes",
+    "check_value",
     "snapshot",
     "diff",
 ]
@@ -550,7 +560,11 @@ cdef extern from "Python.h":
     double PyFloat_AS_DOUBLE(object o)
     bint PyList_Check(object o)
     bint PyList_CheckExact(object o)
+    bint PyTuple_Check(object o)
     bint PyTuple_CheckExact(object o)
+    bint PyDict_Check(object o)
+    int PyUnicode_Compare(object a, object b) except? -1
+    void *PyMem_Realloc(void *p, size_t n)
     PyObject *PyTuple_GET_ITEM(object o, Py_ssize_t i)
     void *PyMem_Malloc(size_t n)
     bint PyDict_CheckExact(object o)
@@ -582,6 +596,7 @@ cdef char _SEP
 cdef Py_ssize_t _RANDOM_LEN = TOKEN_RANDOM_LENGTH
 cdef Py_ssize_t _TOKEN_LEN = TOKEN_LENGTH
 cdef Py_ssize_t _SIG_LEN = 43  # base64 of a SHA-256 digest without its "=" padding
+cdef int _MAX_DEPTH = MAX_DEPTH
 
 
 cdef void _init_tables() except *:
@@ -1181,17 +1196,197 @@ def parse_session(reply):
 
 # ---------------------------------------------------------------------------------------------
 # change sets
+#
+# Values are JSON values (see the pure twin's encode_changes): the exact builtin types are tested
+# first, then subclasses and other Mappings in the pure twin's order, so both raise the same
+# ValidationError for the same input. Nested values are written into one growing C buffer.
 
-cdef bytes _json_string(str text, object key):
-    """UTF-8 JSON string of text (ensure_ascii=False); ValidationError for lone surrogates."""
-    cdef Py_ssize_t n
-    cdef const char *utf8
-    cdef bytes out
-    cdef size_t written
+cdef struct _Buf:
+    char *p
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int _reserve(_Buf *b, Py_ssize_t extra) except -1:
+    """Makes room for ``extra`` more bytes at b.p + b.n."""
+    cdef Py_ssize_t cap
+    cdef char *p
+    if b.n + extra <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 256
+    if cap < b.n + extra:
+        cap = b.n + extra
+    p = <char *>PyMem_Realloc(b.p, <size_t>cap)
+    if p is NULL:
+        raise MemoryError()
+    b.p = p
+    b.cap = cap
+    return 0
+
+
+cdef inline int _put(_Buf *b, const char *s, Py_ssize_t n) except -1:
+    if b.n + n > b.cap:
+        _reserve(b, n)
+    memcpy(b.p + b.n, s, <size_t>n)
+    b.n += n
+    return 0
+
+
+cdef inline int _put_char(_Buf *b, char c) except -1:
+    if b.n >= b.cap:
+        _reserve(b, 1)
+    b.p[b.n] = c
+    b.n += 1
+    return 0
+
+
+cdef const char *_utf8_of(object text, Py_ssize_t *n, object key) except NULL:
+    """The UTF-8 of a str (or str subclass); ValidationError for lone surrogates."""
     try:
-        utf8 = PyUnicode_AsUTF8AndSize(text, &n)
+        return PyUnicode_AsUTF8AndSize(text, n)
     except UnicodeEncodeError:
         raise not_unicode(key) from None
+
+
+cdef int _put_string(_Buf *b, object text, object key) except -1:
+    cdef Py_ssize_t n
+    cdef const char *utf8 = _utf8_of(text, &n, key)
+    cdef size_t written = rs_json_escape(<const unsigned char *>utf8, <size_t>n, NULL)
+    _reserve(b, <Py_ssize_t>written + 2)
+    b.p[b.n] = 34
+    rs_json_escape(<const unsigned char *>utf8, <size_t>n, <unsigned char *>b.p + b.n + 1)
+    b.p[b.n + 1 + <Py_ssize_t>written] = 34
+    b.n += <Py_ssize_t>written + 2
+    return 0
+
+
+cdef bytes _int_text(object value, object key):
+    """int.__repr__ of an int beyond 64 bits (or of an int subclass), as ASCII bytes."""
+    try:
+        return int.__repr__(value).encode("ascii")
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        raise number_too_large(key) from None
+
+
+cdef int _put_int(_Buf *b, object value, object key) except -1:
+    cdef char buf[32]
+    cdef int overflow = 0, w
+    cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    cdef bytes text
+    if not overflow:
+        w = snprintf(buf, sizeof(buf), "%lld", v)
+        return _put(b, buf, w)
+    text = _int_text(value, key)
+    return _put(b, PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text))
+
+
+cdef int _put_float(_Buf *b, object value, object key) except -1:
+    cdef double f = PyFloat_AS_DOUBLE(value)
+    cdef char *repr_
+    if not rs_isfinite(f):
+        raise not_finite(key)
+    repr_ = PyOS_double_to_string(f, b"r", 0, Py_DTSF_ADD_DOT_0, NULL)
+    try:
+        _put(b, repr_, <Py_ssize_t>strlen(repr_))
+    finally:
+        PyMem_Free(repr_)
+    return 0
+
+
+cdef int _put_array(_Buf *b, object value, object key, int depth) except -1:
+    cdef bint first = True
+    if depth >= _MAX_DEPTH:
+        raise too_deep(key)
+    _put_char(b, 91)  # "["
+    for item in value:
+        if not first:
+            _put_char(b, 44)  # ","
+        first = False
+        _put_value(b, item, key, depth + 1)
+    return _put_char(b, 93)  # "]"
+
+
+cdef int _put_member(_Buf *b, object k, object item, object key, int depth, bint first) except -1:
+    if not first:
+        _put_char(b, 44)  # ","
+    if not PyUnicode_Check(k):
+        raise key_not_text(k)
+    _put_string(b, k, key)
+    _put_char(b, 58)  # ":"
+    return _put_value(b, item, key, depth + 1)
+
+
+cdef int _put_object(_Buf *b, object value, object key, int depth) except -1:
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    cdef bint first = True
+    if depth >= _MAX_DEPTH:
+        raise too_deep(key)
+    _put_char(b, 123)  # "{"
+    if PyDict_CheckExact(value):
+        while PyDict_Next(value, &pos, &k, &v):
+            _put_member(b, <object>k, <object>v, key, depth, first)
+            first = False
+    else:
+        for k_, item in value.items():
+            _put_member(b, k_, item, key, depth, first)
+            first = False
+    return _put_char(b, 125)  # "}"
+
+
+cdef int _put_value(_Buf *b, object value, object key, int depth) except -1:
+    """Writes the JSON of ``value``; ``depth`` counts the containers around it and ``key`` is the
+    top-level key, named by every error."""
+    if PyUnicode_CheckExact(value):
+        return _put_string(b, value, key)
+    if PyLong_CheckExact(value):
+        return _put_int(b, value, key)
+    if PyFloat_CheckExact(value):
+        return _put_float(b, value, key)
+    if value is None:
+        return _put(b, "null", 4)
+    if value is True:
+        return _put(b, "true", 4)
+    if value is False:
+        return _put(b, "false", 5)
+    if PyList_CheckExact(value) or PyTuple_CheckExact(value):
+        return _put_array(b, value, key, depth)
+    if PyDict_CheckExact(value):
+        return _put_object(b, value, key, depth)
+    # subclasses and other mappings, in the order of the pure twin's checks
+    if PyUnicode_Check(value):
+        return _put_string(b, value, key)
+    if PyLong_Check(value):
+        return _put_int(b, value, key)
+    if PyFloat_Check(value):
+        return _put_float(b, value, key)
+    if PyList_Check(value) or PyTuple_Check(value):
+        return _put_array(b, value, key, depth)
+    if PyDict_Check(value) or isinstance(value, _Mapping):
+        return _put_object(b, value, key, depth)
+    raise forbidden_type(key)
+
+
+cdef bytes _encode_value(object value, object key):
+    """The JSON of a top-level value that is not a plain scalar."""
+    cdef _Buf b
+    b.p = NULL
+    b.n = 0
+    b.cap = 0
+    try:
+        _put_value(&b, value, key, 0)
+        return PyBytes_FromStringAndSize(b.p, b.n)
+    finally:
+        PyMem_Free(b.p)
+
+
+cdef bytes _json_string(object text, object key):
+    """UTF-8 JSON string of text (ensure_ascii=False); ValidationError for lone surrogates."""
+    cdef Py_ssize_t n
+    cdef const char *utf8 = _utf8_of(text, &n, key)
+    cdef bytes out
+    cdef size_t written
     written = rs_json_escape(<const unsigned char *>utf8, <size_t>n, NULL)
     out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>written + 2)
     rs_json_escape(<const unsigned char *>utf8, <size_t>n, <unsigned char *>PyBytes_AS_STRING(out) + 1)
@@ -1201,19 +1396,19 @@ cdef bytes _json_string(str text, object key):
 
 
 cdef bytes _json_number(object value, object key):
+    """JSON of an exact int or float."""
     cdef char buf[32]
     cdef int overflow = 0, w
     cdef long long v
     cdef double f
     cdef char *repr_
     cdef bytes result
-    if PyLong_Check(value):
-        if PyLong_CheckExact(value):
-            v = PyLong_AsLongLongAndOverflow(value, &overflow)
-            if not overflow:
-                w = snprintf(buf, sizeof(buf), "%lld", v)
-                return PyBytes_FromStringAndSize(buf, w)
-        return int.__repr__(value).encode("ascii")
+    if PyLong_CheckExact(value):
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if not overflow:
+            w = snprintf(buf, sizeof(buf), "%lld", v)
+            return PyBytes_FromStringAndSize(buf, w)
+        return _int_text(value, key)
     f = PyFloat_AS_DOUBLE(value)
     if not rs_isfinite(f):
         raise not_finite(key)
@@ -1231,21 +1426,27 @@ cdef int _encode_pair(object key, object value, list out) except -1:
     out.append(_json_string(key, key))
     if value is None:
         out.append(b"")
-    elif PyUnicode_Check(value):
+    elif PyUnicode_CheckExact(value):
         out.append(_json_string(value, key))
     elif value is True:
         out.append(b"true")
     elif value is False:
         out.append(b"false")
-    elif PyLong_Check(value) or PyFloat_Check(value):
+    elif PyLong_CheckExact(value) or PyFloat_CheckExact(value):
         out.append(_json_number(value, key))
     else:
-        raise forbidden_type(key)
+        out.append(_encode_value(value, key))
     return 0
 
 
 def encode_changes(changes):
-    """``[key_json, value_json, ...]`` in mapping order; a None value becomes ``b""`` (delete)."""
+    """``[key_json, value_json, ...]`` in mapping order; a None value becomes ``b""`` (delete).
+
+    Values: None (JSON null inside containers), bool, int, finite float, str, list, tuple (an
+    array), dict or any Mapping with str keys, nested up to MAX_DEPTH levels; subclasses of str,
+    int and float are stored as their base value. Anything else is a ValidationError naming the
+    top-level key (the first problem met, depth first, in iteration order).
+    """
     cdef list out = []
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
@@ -1259,34 +1460,154 @@ def encode_changes(changes):
     return out
 
 
+def check_value(key, value):
+    """Raises the ValidationError ``encode_changes({key: value})`` would raise; else None."""
+    cdef int overflow = 0
+    if PyUnicode_CheckExact(key):
+        rs_str_ready(key)
+        if rs_str_is_ascii(key):
+            if PyUnicode_CheckExact(value):
+                rs_str_ready(value)
+                if rs_str_is_ascii(value):
+                    return None
+            elif PyLong_CheckExact(value):
+                PyLong_AsLongLongAndOverflow(value, &overflow)
+                if not overflow:
+                    return None
+            elif PyFloat_CheckExact(value):
+                if rs_isfinite(PyFloat_AS_DOUBLE(value)):
+                    return None
+            elif value is None or value is True or value is False:
+                return None
+    _encode_pair(key, value, [])
+    return None
+
+
+cdef object _copy(object value, int depth):
+    cdef dict copy
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    if PyUnicode_Check(value) or PyLong_Check(value) or PyFloat_Check(value) or value is None:
+        return value
+    if PyList_Check(value) or PyTuple_Check(value):
+        if depth >= _MAX_DEPTH:
+            return value
+        return [_copy(item, depth + 1) for item in value]
+    if PyDict_Check(value) or isinstance(value, _Mapping):
+        if depth >= _MAX_DEPTH:
+            return value
+        if not PyDict_CheckExact(value):
+            return {k_: _copy(item, depth + 1) for k_, item in value.items()}
+        copy = {}
+        while PyDict_Next(value, &pos, &k, &v):
+            copy[<object>k] = _copy(<object>v, depth + 1)
+        return copy
+    return value
+
+
 def snapshot(data):
-    """A copy of a session's data as loaded, for ``diff`` (the values are immutable scalars)."""
-    if PyDict_CheckExact(data):
-        return PyDict_Copy(data)
-    return dict(data)
+    """A copy of a session's data for ``diff``, untouched by later in-place changes to ``data``.
+
+    Dicts and other Mappings become new dicts, lists and tuples new lists, down to MAX_DEPTH
+    levels (deeper containers are shared); everything else (scalars) is shared.
+    """
+    cdef dict copy = {}
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *k
+    cdef PyObject *v
+    if not PyDict_CheckExact(data):
+        return {key: _copy(value, 0) for key, value in data.items()}
+    while PyDict_Next(data, &pos, &k, &v):
+        if (PyUnicode_CheckExact(<object>v) or PyLong_CheckExact(<object>v)
+                or PyFloat_CheckExact(<object>v) or <object>v is None):
+            copy[<object>k] = <object>v
+        else:
+            copy[<object>k] = _copy(<object>v, 0)
+    return copy
 
 
-cdef bint _same(object old, object new) except -1:
-    """Equal and of the same type; 0.0 and -0.0 differ (they encode differently)."""
-    cdef double a, b
-    t = type(new)
-    if type(old) is not t:
+cdef bint _str_equal(object a, object b) except -1:
+    """str.__eq__ of two str (or subclass) objects: their text, whatever the subclass says."""
+    if a is b:
+        return True
+    if PyUnicode_CheckExact(a) and PyUnicode_CheckExact(b):
+        return <str>a == <str>b
+    return PyUnicode_Compare(a, b) == 0
+
+
+cdef bint _same_array(object old, object new, int depth) except -1:
+    if depth >= _MAX_DEPTH:
+        return old is new
+    if not (PyList_Check(old) or PyTuple_Check(old)) or len(old) != len(new):
         return False
-    if old is new and t is not float:
-        if t is str or t is int or t is bool:
-            return True
-    if t is str:
-        return <str>old == <str>new
-    if t is float:
+    for a, b in zip(old, new):
+        if not _same(a, b, depth + 1):
+            return False
+    return True
+
+
+cdef bint _same_object(object old, object new, int depth) except -1:
+    cdef Py_ssize_t pa = 0, pb = 0
+    cdef PyObject *ka
+    cdef PyObject *va
+    cdef PyObject *kb
+    cdef PyObject *vb
+    if depth >= _MAX_DEPTH:
+        return old is new
+    if not (PyDict_Check(old) or isinstance(old, _Mapping)) or len(old) != len(new):
+        return False
+    if PyDict_CheckExact(old) and PyDict_CheckExact(new):
+        while PyDict_Next(old, &pa, &ka, &va) and PyDict_Next(new, &pb, &kb, &vb):
+            if not (PyUnicode_Check(<object>ka) and PyUnicode_Check(<object>kb)):
+                return False
+            if not _str_equal(<object>ka, <object>kb) or not _same(<object>va, <object>vb, depth + 1):
+                return False
+        return True
+    for (old_key, a), (new_key, b) in zip(old.items(), new.items()):
+        if not (PyUnicode_Check(old_key) and PyUnicode_Check(new_key)):
+            return False
+        if not _str_equal(old_key, new_key) or not _same(a, b, depth + 1):
+            return False
+    return True
+
+
+cdef bint _same(object old, object new, int depth) except -1:
+    """True iff ``old`` and ``new`` have the same JSON encoding (the pure twin's ``_same``)."""
+    cdef double a, b
+    if PyUnicode_CheckExact(new) and PyUnicode_CheckExact(old):
+        return old is new or <str>old == <str>new
+    if PyLong_CheckExact(new) and PyLong_CheckExact(old):
+        return old is new or old == new
+    if PyFloat_CheckExact(new) and PyFloat_CheckExact(old):
         a = PyFloat_AS_DOUBLE(old)
         b = PyFloat_AS_DOUBLE(new)
         return a == b and rs_signbit(a) == rs_signbit(b)
-    return bool(old == new)
+    if PyUnicode_Check(new):
+        return PyUnicode_Check(old) and _str_equal(old, new)
+    if new is True or new is False or old is True or old is False:
+        return old is new
+    if PyLong_Check(new):
+        return PyLong_Check(old) and int.__eq__(old, new) is True
+    if PyFloat_Check(new):
+        if not PyFloat_Check(old):
+            return False
+        a = PyFloat_AS_DOUBLE(old)
+        b = PyFloat_AS_DOUBLE(new)
+        return a == b and rs_signbit(a) == rs_signbit(b)
+    if new is None:
+        return old is None
+    if PyList_Check(new) or PyTuple_Check(new):
+        return _same_array(old, new, depth)
+    if PyDict_Check(new) or isinstance(new, _Mapping):
+        return _same_object(old, new, depth)
+    return False  # not storable: reported as changed, so that encoding it raises
 
 
 def diff(snapshot, data):
     """The encoded change set from ``snapshot`` to ``data``: changed or added keys in ``data``
-    order, then deleted keys (missing or None in ``data``) in ``snapshot`` order."""
+    order, then deleted keys (missing or None in ``data``) in ``snapshot`` order. Values are
+    compared deeply: a value is unchanged iff it would encode the same."""
     cdef list out = []
     cdef Py_ssize_t pos = 0
     cdef PyObject *k
@@ -1297,7 +1618,7 @@ def diff(snapshot, data):
             if <object>v is None:
                 continue
             o = PyDict_GetItemWithError(snapshot, <object>k)
-            if o is NULL or <object>o is None or not _same(<object>o, <object>v):
+            if o is NULL or <object>o is None or not _same(<object>o, <object>v, 0):
                 _encode_pair(<object>k, <object>v, out)
         pos = 0
         while PyDict_Next(snapshot, &pos, &k, &v):
@@ -1312,7 +1633,7 @@ def diff(snapshot, data):
         if value is None:
             continue
         old = snapshot.get(key, missing)
-        if old is missing or old is None or not _same(old, value):
+        if old is missing or old is None or not _same(old, value, 0):
             _encode_pair(key, value, out)
     for key, old in snapshot.items():
         if old is not None and data.get(key) is None:

@@ -13,12 +13,58 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.redis_server import RedisServer  # noqa: E402
+
+
+@contextlib.contextmanager
+def private_redis(url: str | None = None) -> Iterator[str]:
+    """``url`` when given (used as it is, never flushed), else a private server started for the
+    run and stopped after it. Unlike ``redis_url()`` this ignores REDIS_URL: the scripts that
+    read the server's own counters (INFO) want a server nobody else uses."""
+    if url:
+        yield url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def server_cpu_us(client: Any) -> float:
+    """The Redis server's CPU time so far in µs (user + sys): its main thread's (where commands
+    and scripts run) when INFO reports it, else the whole process's (Redis < 6.2)."""
+    info = client.info("cpu")
+    if "used_cpu_user_main_thread" in info:
+        return (info["used_cpu_user_main_thread"] + info["used_cpu_sys_main_thread"]) * 1e6
+    return (info["used_cpu_user"] + info["used_cpu_sys"]) * 1e6
+
+
+def command_calls(client: Any) -> dict[str, int]:
+    """Calls so far per command name (INFO commandstats, lower case; commands run by scripts
+    count too), e.g. ``{"hmget": 12, "evalsha": 3}``."""
+    return {name: calls for name, (calls, _) in command_stats(client).items()}
+
+
+def command_stats(client: Any) -> dict[str, tuple[int, int]]:
+    """(calls, µs) so far per command name (INFO commandstats). A script's or EXEC's µs include
+    those of the commands it ran, which are also counted under their own names."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for name, v in stats.items()}
+
+
+def calls_delta(before: dict[str, int], after: dict[str, int],
+                ignore: tuple[str, ...] = ("info",)) -> dict[str, int]:
+    """The commands called between two ``command_calls()`` snapshots (``ignore``: the probes)."""
+    delta = {name: n - before.get(name, 0) for name, n in after.items() if name not in ignore}
+    return {name: n for name, n in delta.items() if n}
 
 
 @contextlib.contextmanager

@@ -23,3 +23,17 @@ DEFAULT_CACHE_MAX = 5000
 # Our limits for one session's data: more keys or bytes are refused with SessionTooLarge.
 MAX_DATA_KEYS = 1000
 MAX_DATA_BYTES = 64 * 1024
+
+# How long a token replaced by upgrade/regenerate stays marked as rotated: a request still in
+# flight with it then keeps the browser's (new) cookie instead of expiring it.
+ROTATION_GRACE = 60
+
+# Upper bounds of the numeric arguments, checked before anything is written: a larger ttl would
+# make EXPIRE fail halfway through a script. 10 years of seconds; a look-back window (deltaTime)
+# longer than the longest ttl finds nothing more.
+MAX_TTL = 10 * 365 * 24 * 3600  # 315360000
+MAX_SESSIONS = 100_000  # create(max_sessions=...): sessions kept per user id
+
+# Deepest nesting of lists and objects in one session value: a value holding more levels (or a
+# container that holds itself) is refused with ValidationError. A scalar is 0 levels, [] is 1.
+MAX_DEPTH = 32

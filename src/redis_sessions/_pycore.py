@@ -18,12 +18,20 @@ from json.encoder import encode_basestring as _json_string  # ensure_ascii=False
 
 from ._constants import (
     BASE36_DIGITS,
+    MAX_DEPTH,
     TOKEN_ALPHABET,
     TOKEN_LENGTH,
     TOKEN_RANDOM_LENGTH,
     TOKEN_SEPARATOR,
 )
-from .errors import forbidden_type, key_not_text, not_finite, not_unicode
+from .errors import (
+    forbidden_type,
+    key_not_text,
+    not_finite,
+    not_unicode,
+    number_too_large,
+    too_deep,
+)
 
 __all__ = [
     "new_token",
@@ -36,6 +44,7 @@ __all__ = [
     "pack_command",
     "parse_session",
     "encode_changes",
+    "check_value",
     "snapshot",
     "diff",
 ]
@@ -237,60 +246,175 @@ def _utf8(text: str, key: object) -> bytes:
         raise not_unicode(key) from None
 
 
+def _int_text(value: int, key: object) -> bytes:
+    try:
+        return int.__repr__(value).encode("ascii")
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        raise number_too_large(key) from None
+
+
+def _encode_value(value: object, key: object, depth: int, out: list[bytes]) -> None:
+    """Appends the JSON of ``value`` to ``out``; ``depth`` counts the containers around it and
+    ``key`` is the top-level key, named by every error. Checks in this order, depth first."""
+    if isinstance(value, str):
+        out.append(_utf8(_json_string(value), key))
+    elif value is None:
+        out.append(b"null")
+    elif value is True:
+        out.append(b"true")
+    elif value is False:
+        out.append(b"false")
+    elif isinstance(value, int):
+        out.append(_int_text(value, key))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise not_finite(key)
+        out.append(float.__repr__(value).encode("ascii"))
+    elif isinstance(value, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            raise too_deep(key)
+        out.append(b"[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(b",")
+            _encode_value(item, key, depth + 1, out)
+        out.append(b"]")
+    elif isinstance(value, (dict, Mapping)):
+        if depth >= MAX_DEPTH:
+            raise too_deep(key)
+        out.append(b"{")
+        for i, (k, item) in enumerate(value.items()):
+            if not isinstance(k, str):
+                raise key_not_text(k)
+            if i:
+                out.append(b",")
+            out.append(_utf8(_json_string(k), key))
+            out.append(b":")
+            _encode_value(item, key, depth + 1, out)
+        out.append(b"}")
+    else:
+        raise forbidden_type(key)
+
+
 def _encode_pair(key: object, value: object, out: list[bytes]) -> None:
     if not isinstance(key, str):
         raise key_not_text(key)
     out.append(_utf8(_json_string(key), key))
     if value is None:
         out.append(b"")
-    elif isinstance(value, str):
+    elif type(value) is str:
         out.append(_utf8(_json_string(value), key))
-    elif value is True:
-        out.append(b"true")
-    elif value is False:
-        out.append(b"false")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        out.append(int.__repr__(value).encode("ascii"))
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise not_finite(key)
-        out.append(float.__repr__(value).encode("ascii"))
     else:
-        raise forbidden_type(key)
+        parts: list[bytes] = []
+        _encode_value(value, key, 0, parts)
+        out.append(b"".join(parts))
 
 
 def encode_changes(changes: Mapping[str, object]) -> list[bytes]:
-    """``[key_json, value_json, ...]`` in mapping order; a None value becomes ``b""`` (delete)."""
+    """``[key_json, value_json, ...]`` in mapping order; a None value becomes ``b""`` (delete).
+
+    Values: None (JSON null inside containers), bool, int, finite float, str, list, tuple (an
+    array), dict or any Mapping with str keys, nested up to MAX_DEPTH levels; subclasses of str,
+    int and float are stored as their base value. Anything else is a ValidationError naming the
+    top-level key (the first problem met, depth first, in iteration order).
+    """
     out: list[bytes] = []
     for key, value in changes.items():
         _encode_pair(key, value, out)
     return out
 
 
+def check_value(key: object, value: object) -> None:
+    """Raises the ValidationError ``encode_changes({key: value})`` would raise; else None."""
+    if type(key) is str and key.isascii():
+        t = type(value)
+        if t is str:
+            if value.isascii():  # type: ignore[attr-defined]
+                return None
+        elif t is int:
+            if value.bit_length() < 64:  # type: ignore[attr-defined]
+                return None
+        elif t is float:
+            if math.isfinite(value):  # type: ignore[arg-type]
+                return None
+        elif t is bool or value is None:
+            return None
+    _encode_pair(key, value, [])
+    return None
+
+
+def _copy(value: object, depth: int) -> object:
+    if isinstance(value, (str, int, float)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            return value
+        return [_copy(item, depth + 1) for item in value]
+    if isinstance(value, (dict, Mapping)):
+        if depth >= MAX_DEPTH:
+            return value
+        return {k: _copy(item, depth + 1) for k, item in value.items()}
+    return value
+
+
 def snapshot(data: Mapping[str, object]) -> dict:
-    """A copy of a session's data as loaded, for ``diff`` (the values are immutable scalars)."""
-    return dict(data)
+    """A copy of a session's data for ``diff``, untouched by later in-place changes to ``data``.
+
+    Dicts and other Mappings become new dicts, lists and tuples new lists, down to MAX_DEPTH
+    levels (deeper containers are shared); everything else (scalars) is shared.
+    """
+    return {key: _copy(value, 0) for key, value in data.items()}
 
 
-def _same(old: object, new: object) -> bool:
-    """Equal and of the same type; 0.0 and -0.0 differ (they encode differently)."""
-    if type(old) is not type(new):
-        return False
-    if type(new) is float:
-        return old == new and math.copysign(1.0, old) == math.copysign(1.0, new)  # type: ignore[arg-type]
-    return bool(old == new)
+def _same(old: object, new: object, depth: int) -> bool:
+    """True iff ``old`` and ``new`` have the same JSON encoding: 1, 1.0 and True differ, so do
+    0.0 and -0.0; a tuple equals a list with the same items, a str subclass its text. Key order
+    counts. Containers deeper than MAX_DEPTH are the same only when they are the same object."""
+    if isinstance(new, str):
+        return isinstance(old, str) and str.__eq__(old, new) is True
+    if new is True or new is False or old is True or old is False:
+        return old is new
+    if isinstance(new, int):
+        return isinstance(old, int) and int.__eq__(old, new) is True
+    if isinstance(new, float):
+        return (
+            isinstance(old, float)
+            and float.__eq__(old, new) is True
+            and math.copysign(1.0, old) == math.copysign(1.0, new)
+        )
+    if new is None:
+        return old is None
+    if isinstance(new, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            return old is new
+        if not isinstance(old, (list, tuple)) or len(old) != len(new):
+            return False
+        return all(_same(a, b, depth + 1) for a, b in zip(old, new))
+    if isinstance(new, (dict, Mapping)):
+        if depth >= MAX_DEPTH:
+            return old is new
+        if not isinstance(old, (dict, Mapping)) or len(old) != len(new):
+            return False
+        for (old_key, a), (new_key, b) in zip(old.items(), new.items()):
+            if not (isinstance(old_key, str) and isinstance(new_key, str)):
+                return False
+            if str.__eq__(old_key, new_key) is not True or not _same(a, b, depth + 1):
+                return False
+        return True
+    return False  # not storable: reported as changed, so that encoding it raises
 
 
 def diff(snapshot: Mapping[str, object], data: Mapping[str, object]) -> list[bytes]:
     """The encoded change set from ``snapshot`` to ``data``: changed or added keys in ``data``
-    order, then deleted keys (missing or None in ``data``) in ``snapshot`` order."""
+    order, then deleted keys (missing or None in ``data``) in ``snapshot`` order. Values are
+    compared deeply (see ``_same``): a value is unchanged iff it would encode the same."""
     out: list[bytes] = []
     missing = object()
     for key, value in data.items():
         if value is None:
             continue
         old = snapshot.get(key, missing)
-        if old is missing or old is None or not _same(old, value):
+        if old is missing or old is None or not _same(old, value, 0):
             _encode_pair(key, value, out)
     for key, old in snapshot.items():
         if old is not None and data.get(key) is None:

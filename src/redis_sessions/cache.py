@@ -4,6 +4,11 @@ Every set/kill (from Python or Node) publishes ``{app}:{token}`` on ``{ns}:cache
 thread per process listens and drops that entry. While the subscription is not confirmed (at
 start, or after it dropped) the cache is flushed and not used: a missed message would otherwise
 serve stale data.
+
+A reply read from Redis is cached only if no invalidation of its key (nor a flush) was handled
+since just before the read (``ticket()`` then ``put(..., ticket)``): otherwise a reply read just
+before another process's kill() could land in the cache after the kill's message was handled,
+and the killed session would be served until the entry expires.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections import OrderedDict
 
 import redis
 
+from . import core
 from .keys import cache_message, parse_cache_message
 
 log = logging.getLogger("redis_sessions")
@@ -25,7 +31,7 @@ def _copy(session: dict) -> dict:
     """A copy the caller may change freely (the data dict ``d`` included)."""
     copied = dict(session)
     if "d" in copied:
-        copied["d"] = dict(copied["d"])
+        copied["d"] = core.snapshot(copied["d"])  # deep: values may be nested containers
     return copied
 
 
@@ -43,6 +49,15 @@ class LocalCache:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._reset_versions()
+
+    def _reset_versions(self) -> None:
+        # every drop and flush bumps _version; _dropped holds each dropped key's last version
+        # (at most max_entries of them: beyond that it is cleared, which counts as a flush);
+        # a ticket older than _floor (the last flush) or than its key's drop is void
+        self._version = 0
+        self._floor = 0
+        self._dropped: dict[str, int] = {}
 
     def _ensure_listener(self) -> None:
         if self._pid != os.getpid():  # first use in this process (also after a fork)
@@ -51,6 +66,7 @@ class LocalCache:
             self._entries = OrderedDict()
             self._lock = threading.Lock()
             self._stop = threading.Event()
+            self._reset_versions()
             self._thread = threading.Thread(
                 target=self._listen, name="redis-sessions-cache", daemon=True
             )
@@ -71,21 +87,43 @@ class LocalCache:
             self._entries.move_to_end(key)
         return _copy(entry[1])
 
-    def put(self, app: str, token: str, session: dict) -> None:
+    def ticket(self) -> int | None:
+        """Taken just before reading Redis, passed to put(); None when nothing may be cached."""
         if not self._listening:
-            return
+            return None
         with self._lock:
-            self._entries[cache_message(app, token)] = (time.monotonic() + self.ttl, _copy(session))
+            return self._version
+
+    def put(self, app: str, token: str, session: dict, ticket: int | None) -> None:
+        """Cache ``session`` unless its key was dropped (or the cache flushed) since ``ticket``."""
+        if ticket is None or not self._listening:
+            return
+        key = cache_message(app, token)
+        with self._lock:
+            if ticket < self._floor or self._dropped.get(key, -1) > ticket:
+                return
+            self._entries[key] = (time.monotonic() + self.ttl, _copy(session))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
     def drop(self, app: str, token: str) -> None:
+        """Forget one session, and void the tickets taken before (their reads may be stale)."""
+        key = cache_message(app, token)
         with self._lock:
-            self._entries.pop(cache_message(app, token), None)
+            self._entries.pop(key, None)
+            self._version += 1
+            if len(self._dropped) >= self.max_entries:
+                self._dropped.clear()
+                self._floor = self._version
+            self._dropped[key] = self._version
 
     def flush(self) -> None:
+        """Forget every session, and void every ticket taken before."""
         with self._lock:
             self._entries.clear()
+            self._version += 1
+            self._floor = self._version
+            self._dropped.clear()
 
     def _listen(self) -> None:
         backoff = 0.1

@@ -7,7 +7,9 @@
 
 Every command takes ``--redis-url`` (default: REDIS_URL, else redis://127.0.0.1:6379/0) and
 ``--namespace`` (default rs); the admin commands take ``--json``. Exit status: 0 done, 1 other
-failure, 2 bad input, 3 Redis unreachable. Errors are one line on stderr, never a traceback.
+failure, 2 bad input, 3 Redis unreachable. Errors are one line on stderr, never a traceback, in
+the command line's terms (``--since``, not the manager's ``deltaTime``); with ``--json`` that
+line is a JSON object ``{"error": message, "code": ERROR_CODES[status]}``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._constants import DEFAULT_NAMESPACE
+from ._constants import DEFAULT_NAMESPACE, MAX_TTL, MIN_TTL
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
 
 __all__ = ["main"]
 
 PROG = "redis-sessions"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_REDIS = 0, 1, 2, 3
+# the "code" of a --json error, per exit status
+ERROR_CODES = {EXIT_FAILED: "failed", EXIT_USAGE: "badInput", EXIT_NO_REDIS: "redisUnreachable"}
 DEFAULT_SINCE = 600
 # an admin command gives up on an unreachable Redis after this many seconds
 CONNECT_TIMEOUT = 2.0
@@ -144,12 +148,19 @@ def _print_sessions(sessions: list[dict[str, Any]], args: argparse.Namespace, wh
         print(json.dumps({"app": args.app, "sessions": [_session_json(s) for s in sessions]}))
         return
     if not sessions:
-        print(f"no sessions {what}")
+        print(f"no sessions {what} {_asked(args)}")
         return
     rows = [[s["token"], s["id"], s["ip"], _ago(s["idle"]), str(s["ttl"]), str(s["r"]),
              str(s["w"]), ",".join(sorted(s.get("d", {})))] for s in sessions]
     print(_table(rows, ["TOKEN", "USER", "IP", "IDLE", "TTL", "READS", "WRITES", "DATA KEYS"]))
     print(f"{len(sessions)} session{'' if len(sessions) == 1 else 's'} {what}")
+
+
+def _asked(args: argparse.Namespace) -> str:
+    """Which Redis and namespace were asked: an empty answer often means the wrong ones."""
+    from .demo.server import _safe_url
+
+    return f"(asked {_safe_url(args.redis_url)}, namespace {args.namespace})"
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
@@ -164,25 +175,43 @@ def _manager(args: argparse.Namespace):
 
     from .manager import RedisSessions
 
-    client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                  socket_timeout=SOCKET_TIMEOUT)
+    from .demo.server import _safe_url
+
+    try:
+        client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                      socket_timeout=SOCKET_TIMEOUT)
+    except ValueError as exc:  # redis-py's word on a malformed URL, e.g. its scheme
+        raise _Usage(f"--redis-url {_safe_url(args.redis_url)}: {exc}") from None
     return RedisSessions(client, namespace=args.namespace, wipe=0)
 
 
 def _check_input(args: argparse.Namespace) -> None:
-    """Bad input is reported as such (exit 2) even when Redis is unreachable too."""
+    """Refuse bad input (exit 2) before Redis is asked, even when it is unreachable too, and say
+    what is wrong in the command line's own terms."""
     from . import validate
 
-    if "app" in args:
-        validate.app(args.app)
-    if "token" in args:
-        validate.token(args.token)
-    if getattr(args, "id", None) is not None or args.command == "kill-user":
-        validate.user_id(args.id)
-    if getattr(args, "user", None) is not None:
-        validate.user_id(args.user)
-    if getattr(args, "since", None) is not None:
-        validate.dt(args.since)
+    def bad(check: Any, value: object) -> bool:
+        try:
+            check(value)
+        except ValidationError:
+            return True
+        return False
+
+    if not args.namespace or ":" in args.namespace:
+        raise _Usage(f"--namespace must be non-empty and hold no ':': {args.namespace!r}")
+    if "app" in args and not validate.is_app(args.app):
+        raise _Usage(f"APP must be 3 to 20 letters, digits, '_' or '-': {args.app!r}")
+    if "token" in args and bad(validate.token, args.token):
+        raise _Usage(f"TOKEN must be 64 letters and digits: {args.token!r}")
+    for option, value in (("ID", getattr(args, "id", None)), ("--user", getattr(args, "user", None))):
+        # as the manager's lookups: no length limit, so Node's long ids stay reachable
+        if value is not None and bad(lambda v: validate.user_id(v, max_length=None), value):
+            raise _Usage(f"{option} must be non-empty and hold no line break: {value!r}")
+    since = getattr(args, "since", None)
+    if since is not None and since < MIN_TTL:
+        raise _Usage(f"--since must be at least {MIN_TTL} seconds")
+    if since is not None and since > MAX_TTL:
+        raise _Usage(f"--since must be at most {MAX_TTL} seconds ({MAX_TTL // 86400}d)")
 
 
 def _admin(args: argparse.Namespace) -> int:
@@ -206,7 +235,7 @@ def _admin(args: argparse.Namespace) -> int:
             users = manager.activity(args.app, args.since)
             _report(args, {"app": args.app, "since": args.since, "users": users},
                     f"{users} user{'' if users == 1 else 's'} of {args.app} active in the last "
-                    f"{args.since}s")
+                    f"{args.since}s" + ("" if users else f" {_asked(args)}"))
         elif command == "kill":
             killed = manager.kill(args.app, args.token)
             _report(args, {"app": args.app, "killed": killed},
@@ -235,47 +264,51 @@ def _demo(args: argparse.Namespace, explicit_url: str | None) -> int:
                namespace=args.namespace, check=args.check)
 
 
-def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+def _error(message: str, status: int, as_json: bool) -> int:
+    """Report a failure on stderr (one line: text, or JSON for --json); returns ``status``."""
+    if as_json:
+        line = json.dumps({"error": message, "code": ERROR_CODES[status]})
+    else:
+        line = f"{PROG}: error: {message}"
+    print(line, file=sys.stderr, flush=True)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except _Usage as exc:
-        _error(str(exc))
-        return EXIT_USAGE
+        return _error(str(exc), EXIT_USAGE, "--json" in argv)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     explicit_url = getattr(args, "redis_url", None)
     args.redis_url = explicit_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     args.namespace = getattr(args, "namespace", DEFAULT_NAMESPACE)
+    as_json = bool(getattr(args, "json", False))
     started = time.monotonic()
     try:
         if args.command == "demo":
             return _demo(args, explicit_url)
         return _admin(args)
+    except _Usage as exc:
+        return _error(str(exc), EXIT_USAGE, as_json)
     except ValidationError as exc:
-        _error(f"{exc.message} ({exc.code})")
-        return EXIT_USAGE
+        return _error(f"{exc.message} ({exc.code})", EXIT_USAGE, as_json)
     except BackendUnavailable as exc:
         from .demo.server import _safe_url
 
-        _error(f"cannot reach Redis at {_safe_url(args.redis_url)} "
-               f"(after {time.monotonic() - started:.1f}s): {_cause(exc)}")
-        return EXIT_NO_REDIS
-    except BackendError as exc:
-        _error(str(exc))
-        return EXIT_FAILED
-    except SessionError as exc:
-        _error(str(exc))
-        return EXIT_FAILED
+        return _error(f"cannot reach Redis at {_safe_url(args.redis_url)} "
+                      f"(after {time.monotonic() - started:.1f}s): {_cause(exc)}",
+                      EXIT_NO_REDIS, as_json)
+    except (BackendError, SessionError) as exc:
+        return _error(str(exc), EXIT_FAILED, as_json)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - an operator tool reports, never dumps a traceback
-        return _other(exc, args)
+        return _other(exc, args, as_json)
 
 
 def _cause(exc: BaseException) -> str:
@@ -283,21 +316,17 @@ def _cause(exc: BaseException) -> str:
     return str(cause) if cause is not None else str(exc)
 
 
-def _other(exc: Exception, args: argparse.Namespace) -> int:
+def _other(exc: Exception, args: argparse.Namespace, as_json: bool) -> int:
     from .embedded import EmbeddedUnavailable
 
     if isinstance(exc, EmbeddedUnavailable):
-        _error(f"no --redis-url or REDIS_URL given, and {exc}")
-        return EXIT_NO_REDIS
+        return _error(f"no --redis-url or REDIS_URL given, and {exc}", EXIT_NO_REDIS, as_json)
     if isinstance(exc, OSError) and args.command == "demo":
-        _error(f"cannot serve on {args.host}:{args.port or 8000}: {exc.strerror or exc} "
-               "(try another --port)")
-        return EXIT_FAILED
-    if isinstance(exc, ValueError):  # a malformed --redis-url, an odd --namespace
-        _error(str(exc))
-        return EXIT_USAGE
-    _error(f"{type(exc).__name__}: {exc}")
-    return EXIT_FAILED
+        return _error(f"cannot serve on {args.host}:{args.port or 8000}: {exc.strerror or exc} "
+                      "(try another --port)", EXIT_FAILED, as_json)
+    if isinstance(exc, ValueError):  # e.g. a malformed --redis-url given to the demo
+        return _error(str(exc), EXIT_USAGE, as_json)
+    return _error(f"{type(exc).__name__}: {exc}", EXIT_FAILED, as_json)
 
 
 if __name__ == "__main__":

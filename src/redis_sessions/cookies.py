@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from email.utils import formatdate
 from time import time
@@ -28,6 +29,30 @@ _OPTIONS = ("max_age", "path", "domain", "secure", "httponly", "samesite", "name
 # __Host- also without Domain and with Path=/ (so no other host or path can plant it)
 _NAME_PREFIXES = ("", "__Secure-", "__Host-")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+# what no string option may hold (RFC 6265: attribute values are ASCII without controls or ';'):
+# a CR/LF would split the Set-Cookie header, a ';' would add attributes; a domain is one host name
+_STRING_OPTIONS = ("path", "domain", "samesite", "name_prefix")
+_UNSAFE = re.compile(r"[^\x20-\x7e]|;")
+_UNSAFE_DOMAIN = re.compile(r"[^\x21-\x7e]|[;,]")
+
+
+def _check_strings(options: Mapping[str, object]) -> None:
+    """Refuse a string option holding what could break or extend the Set-Cookie header."""
+    for option in _STRING_OPTIONS:
+        value = options.get(option)
+        if not isinstance(value, str):
+            continue
+        if option == "domain":
+            if _UNSAFE_DOMAIN.search(value):
+                raise ValueError(
+                    "cookie domain must be printable ASCII without spaces, ',' or ';': "
+                    f"{value!r}"
+                )
+        elif _UNSAFE.search(value):
+            raise ValueError(
+                f"cookie {option} must be printable ASCII without control characters or ';': "
+                f"{value!r}"
+            )
 
 
 class CookieOptions:
@@ -46,6 +71,7 @@ class CookieOptions:
         unknown = set(options) - set(_OPTIONS)
         if unknown:
             raise TypeError(f"unknown cookie option(s): {', '.join(sorted(unknown))}")
+        _check_strings(options)
         max_age = options.get("max_age")
         if isinstance(max_age, datetime.timedelta):
             max_age = int(max_age.total_seconds())

@@ -1,65 +1,201 @@
-"""Django support: ``"redis_sessions.django.SessionMiddleware"`` in ``MIDDLEWARE``.
+"""Django session engine: ``SESSION_ENGINE = "redis_sessions.django"``.
 
-Configured by ``settings.REDIS_SESSIONS``, a dict of ``SessionMiddleware``'s options (``app_name``
-required; a callable app_name gets ``request.META``). Sets ``request.session`` to a redis-sessions
-``Session`` (it replaces ``django.contrib.sessions``, whose middleware should then be left out;
-``django.contrib.auth``'s login()/logout() need that one, so log in with ``session.upgrade()``).
-A view that raised saves nothing it did not save explicitly.
+Configured by ``settings.REDIS_SESSIONS`` (``app_name``, ``redis`` or ``sessions``, other
+``SessionHandler`` options; ``ttl`` defaults to ``SESSION_COOKIE_AGE``) and Django's
+``SESSION_COOKIE_*`` settings: Django's own SessionMiddleware sets the cookie, whose value is the
+session's token. ``SessionStore`` is a facade over one ``redis_sessions.session.Session`` (its
+``_session_cache``), so SessionBase's mapping methods write through it and only the diff is saved.
+django.contrib.auth's login turns the session into one of ``str(user.pk)`` (``Session.upgrade``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest, HttpResponse
+from django.core.signals import setting_changed
 
-from .cookies import cookie_value
-from .session import COOKIE_SET, SessionHandler
+from ._constants import MIN_TTL
+from .errors import SessionRotated
+from .session import Session, SessionHandler
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SessionStore", "handler"]
+
+_handler: SessionHandler | None = None
 
 
-class SessionMiddleware:
-    """Puts a redis-sessions ``Session`` in ``request.session``; saves it before the response
-    leaves and sets or expires the cookie."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        options = getattr(settings, "REDIS_SESSIONS", None)
-        if not isinstance(options, dict) or "app_name" not in options:
+def handler() -> SessionHandler:
+    """The SessionHandler built from ``settings.REDIS_SESSIONS`` (again after a settings change)."""
+    global _handler
+    if _handler is None:
+        options = dict(getattr(settings, "REDIS_SESSIONS", None) or {})
+        if not isinstance(options.get("app_name"), str):  # SessionStore never sees the request
             raise ImproperlyConfigured(
-                "redis_sessions.django.SessionMiddleware needs settings.REDIS_SESSIONS = "
-                "{'app_name': ..., ...}"
+                'SESSION_ENGINE "redis_sessions.django" needs settings.REDIS_SESSIONS = '
+                '{"app_name": "<a string>", "redis": <a URL or client>, ...}'
             )
-        self.get_response = get_response
-        self.handler = SessionHandler(**options)
+        if "cookie" in options or "secret_keys" in options:
+            raise ImproperlyConfigured(
+                "REDIS_SESSIONS: Django's SessionMiddleware sets the cookie (SESSION_COOKIE_*); "
+                "'cookie' and 'secret_keys' do not apply"
+            )
+        options.setdefault("ttl", settings.SESSION_COOKIE_AGE)
+        _handler = SessionHandler(**options)
+    return _handler
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        session = self.handler.open(request.META)
-        if session is None:
-            return self.get_response(request)
-        request.session = session  # type: ignore[assignment]
-        response = self.get_response(request)
-        op = session.finish()
-        if op:
-            cookie = self.handler.cookie
-            if op == COOKIE_SET and session._token is not None:
-                response.set_cookie(
-                    cookie.name(session.app), cookie_value(session._token, self.handler._keys),
-                    max_age=cookie.max_age, path=cookie.path, domain=cookie.domain,
-                    secure=cookie.secure, httponly=cookie.httponly, samesite=cookie.samesite,
-                )
-            else:
-                response.delete_cookie(
-                    cookie.name(session.app), path=cookie.path, domain=cookie.domain,
-                    samesite=cookie.samesite,
-                )
-        return response
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
-        session = getattr(request, "session", None)
-        if session is not None and hasattr(session, "failed"):
-            session.failed = True
-        return None
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global _handler
+    if setting in ("REDIS_SESSIONS", "SESSION_COOKIE_AGE"):
+        _handler = None
+
+
+class SessionStore(SessionBase):
+    """``request.session``: Django's SessionBase over a redis-sessions Session, anonymous until
+    login. ``session_key`` is the Session's token; ``modified`` is true when the data changed or
+    the token is not the one the request came with (the cookie must then be sent)."""
+
+    _session_cache: Session
+
+    def __init__(self, session_key: str | None = None) -> None:
+        self._session_cache = handler().session(token=session_key or None)
+        super().__init__(session_key)  # keeps the incoming key as _session_key
+
+    @property
+    def session_key(self) -> str | None:
+        return self._session_cache.token
+
+    @property
+    def modified(self) -> bool:
+        session = self._session_cache
+        rekeyed = session.token != self._session_key and not session.rotated
+        return rekeyed or session.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # SessionBase sets it after each write, which the Session already tracks (as a diff);
+        # only a bare ``modified = True`` forces a save of the whole data.
+        if value and not self._session_cache.modified:
+            self._session_cache.modified = True
+
+    def is_empty(self) -> bool:
+        # a token rotated by a concurrent login is not empty: the browser keeps its new cookie
+        session = self._session_cache
+        return session.token is None and not session.rotated and not session
+
+    def clear(self) -> None:
+        self._session.clear()
+
+    def _expiry_ttl(self) -> int | None:
+        """The ttl ``set_expiry()`` asks for (seconds, at least MIN_TTL), None when unset."""
+        if self.get("_session_expiry") is None:
+            return None
+        return max(MIN_TTL, self.get_expiry_age())
+
+    def set_expiry(self, value: Any) -> None:
+        """Django's set_expiry; the session's Redis ttl follows (back to the default when
+        ``value`` is None)."""
+        super().set_expiry(value)
+        session = self._session
+        ttl = self._expiry_ttl()
+        if ttl is None:
+            ttl = handler().ttl if session.user_id is not None else handler().anonymous_ttl
+        if ttl != session.ttl:
+            session.ttl = ttl
+
+    async def aset_expiry(self, value: Any) -> None:
+        await sync_to_async(self.set_expiry)(value)
+
+    # -- SessionBase's storage contract --------------------------------------------------------
+
+    def load(self) -> Session:
+        session = self._session_cache
+        session.reload()
+        return session
+
+    def exists(self, session_key: str | None) -> bool:
+        return bool(session_key) and handler().session(token=session_key).id is not None
+
+    def create(self) -> None:
+        """Store the session now (a new one is stored empty); a stored one gets a new key."""
+        if self._session_cache.token is None:
+            self.save(must_create=True)
+        else:
+            self.cycle_key()
+
+    def save(self, must_create: bool = False) -> None:
+        session = self._session_cache
+        stored = session.token is not None
+        if must_create and stored:
+            raise CreateError
+        emptied = stored and session.user_id is None and not session
+        if not stored or emptied:
+            session.modified = True  # Django keeps a session stored even when it is empty
+        try:
+            session.save()
+        except SessionRotated:
+            raise UpdateError from None  # Django answers SessionInterrupted (400)
+        if stored and session.token is None and not emptied:
+            raise UpdateError  # deleted meanwhile (a logout elsewhere)
+
+    def delete(self, session_key: str | None = None) -> None:
+        session = self._session_cache
+        if session_key is None or session_key == session.token:
+            session.destroy()
+        elif session_key:
+            handler().session(token=session_key).destroy()
+
+    def flush(self) -> None:
+        """Kill the session and start an empty one (logout)."""
+        self.accessed = True
+        self._session_cache.destroy()
+        self._session_cache = handler().session()
+
+    async def aflush(self) -> None:
+        await sync_to_async(self.flush)()
+
+    def cycle_key(self) -> None:
+        """A new key for the same data, copied inside Redis."""
+        self._session.regenerate()
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        handler().manager.wipe()
+
+    # -- redis-sessions extras -----------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str | None:
+        """The user id of a logged-in session, None while anonymous."""
+        return self._session.user_id
+
+    def soid(self) -> list[dict]:
+        """The sessions of this session's user (each with its ``token``)."""
+        return self._session.soid()
+
+    def destroyall(self) -> int:
+        """Kill every session of this user (all devices); this one starts empty."""
+        return self._session.destroyall()
+
+    def upgrade(self, user_id: str | int, ttl: int | None = None, *,
+                ip: str | None = None) -> SessionStore:
+        """Make this a session of ``user_id`` (new key; the data, saved or not, moves along)."""
+        self._session.upgrade(user_id, self._expiry_ttl() if ttl is None else ttl, ip=ip)
+        return self
+
+
+def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    store = getattr(request, "session", None)
+    if isinstance(store, SessionStore):
+        store.upgrade(str(user.pk), ip=handler().client_ip(request.META))
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="redis_sessions.django.settings")
+user_logged_in.connect(_logged_in, dispatch_uid="redis_sessions.django.login")

@@ -14,10 +14,13 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "SessionTooLarge",
+    "SessionRotated",
     "forbidden_type",
     "not_finite",
     "key_not_text",
     "not_unicode",
+    "too_deep",
+    "number_too_large",
 ]
 
 
@@ -42,6 +45,13 @@ class SessionTooLarge(ValidationError):
 
     def __init__(self, message: str) -> None:
         super().__init__("invalidValue", message)
+
+
+class SessionRotated(SessionError):
+    """A change was not saved: a concurrent request (a log-in) replaced the session's token.
+
+    The browser holds the new cookie; the old token's request keeps it and saves nothing.
+    """
 
 
 class BackendError(SessionError):
@@ -75,3 +85,15 @@ def key_not_text(key: object) -> ValidationError:
 
 def not_unicode(key: object) -> ValidationError:
     return ValidationError("invalidValue", f"d.{key!r} is not valid Unicode")
+
+
+def too_deep(key: object) -> ValidationError:
+    from ._constants import MAX_DEPTH
+
+    return ValidationError(
+        "invalidValue", f"d.{key} is nested too deeply (more than {MAX_DEPTH} levels of lists and objects)"
+    )
+
+
+def number_too_large(key: object) -> ValidationError:
+    return ValidationError("invalidValue", f"d.{key} holds an integer with too many digits to store")

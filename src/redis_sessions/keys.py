@@ -8,6 +8,11 @@
 | ``{ns}:SESSIONS``        | ZSET | ``{app}:{token}:{id}`` scored by expiry   |
 | ``{ns}:cache``           | pub/sub channel: ``{app}:{token}`` on every change |
 
+Ours only (Node never reads them):
+
+| ``{ns}:{app}:an:{token}`` | STRING | an anonymous session: the JSON of its data; Redis TTL |
+| ``{ns}:{app}:rt:{token}`` | STRING | a rotated token's mark: the successor's token or ""; short TTL |
+
 The Lua scripts receive the prefixes built here (``session_prefix``, ``user_prefix``) and only
 append a token or an id to them; ``scripts/_lib.lua`` builds the two member formats below the same
 way (``token:id`` and ``app:token:id``). ``app`` and ``token`` never contain ``:``; ``id`` may, so
@@ -52,6 +57,12 @@ class Keys:
 
     def user(self, app: str, id: str) -> str:
         return self.user_prefix(app) + id
+
+    def anonymous_prefix(self, app: str) -> str:
+        return f"{self.namespace}:{app}:an:"
+
+    def rotated_prefix(self, app: str) -> str:
+        return f"{self.namespace}:{app}:rt:"
 
 
 def session_member(token: str, id: str) -> str:

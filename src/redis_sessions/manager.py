@@ -2,19 +2,20 @@
 
 create/get/set/kill run one Lua script each (scripts/*.lua): atomic, so concurrent set() calls
 never lose each other's keys and nothing recreates a killed or expired session. The stored layout
-is Node's (keys.py), so Node and Python processes share sessions. This module knows nothing of
-HTTP; the web layer calls it.
+is Node's (keys.py), so Node and Python processes share sessions. The operations themselves live
+in operations.py, free of I/O; this class drives them through the blocking wire. This module knows
+nothing of HTTP; the web layer calls it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
-from . import core, scripts, validate
+from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
@@ -25,21 +26,17 @@ from ._constants import (
     MIN_TTL,
 )
 from .cache import LocalCache
-from .errors import BackendError, ValidationError
-from .keys import Keys, parse_expiry_member
+from .errors import SessionError, ValidationError
+from .operations import CHUNK, Call, Calls, Op, Operations, Session, T
 from .wiper import Wiper
-from .wire import Arg, Wire, backend_error
+from .wire import Wire, backend_error
 
-Session = dict[str, Any]
-T = TypeVar("T")
+__all__ = ["RedisSessions", "make_client", "CHUNK"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Timeouts for clients built here (a URL or REDIS_URL); a client passed in keeps its own.
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
-# How many sessions one killall()/wipe() step handles, so Redis never blocks for long.
-CHUNK = 500
-_MAX_APP_CONTEXTS = 1024
 
 
 def make_client(redis_: redis.Redis | str | None) -> tuple[redis.Redis, bool]:
@@ -55,19 +52,7 @@ def make_client(redis_: redis.Redis | str | None) -> tuple[redis.Redis, bool]:
     return client, True
 
 
-class _AppContext:
-    """The keys and leading script arguments of one app, built once per app."""
-
-    __slots__ = ("keys", "args", "session_prefix", "user_prefix")
-
-    def __init__(self, keys: Keys, app: str, channel: str, redis_ttl: bool) -> None:
-        self.session_prefix = keys.session_prefix(app)
-        self.user_prefix = keys.user_prefix(app)
-        self.keys = (keys.sessions(app), keys.users(app), keys.expiry)
-        self.args = (app, self.session_prefix, self.user_prefix, channel, "1" if redis_ttl else "0")
-
-
-class RedisSessions:
+class RedisSessions(Operations):
     """Sessions of many apps and many ids per app, in one Redis namespace.
 
     ``redis`` is a redis.Redis client, a URL, or None (``REDIS_URL``, else the local default).
@@ -89,17 +74,11 @@ class RedisSessions:
         max_data_keys: int = MAX_DATA_KEYS,
         max_data_bytes: int = MAX_DATA_BYTES,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace or ":" in namespace:
-            raise ValidationError("invalidFormat", "Invalid namespace format")
+        super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes)
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         self.client, self._owns_client = make_client(redis)
-        self.namespace = namespace
-        self.keys = Keys(namespace)
-        self.redis_ttl = bool(redis_ttl)
-        self.limits = (max_data_bytes, max_data_keys)
         self._wire = Wire(self.client)
-        self._apps: dict[str, _AppContext] = {}
         self.cache = (
             LocalCache(self.client, self.keys.cache_channel, cache_time, cache_max)
             if cache_time > 0
@@ -107,48 +86,28 @@ class RedisSessions:
         )
         self.wiper = Wiper(self.wipe, wipe) if wipe else None
 
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _app(self, app: str) -> _AppContext:
-        """The validated app's context; also starts this process's wiper on first use."""
-        context = self._apps.get(app) if type(app) is str else None  # (unhashable input)
-        if context is None:
-            name = validate.app(app)
-            if len(self._apps) >= _MAX_APP_CONTEXTS:
-                self._apps.clear()
-            context = self._apps[name] = _AppContext(
-                self.keys, name, self.keys.cache_channel, self.redis_ttl
-            )
+    def _drive(self, op: Op[T]) -> T:
+        """Run one operation: each Redis call it yields goes through the wire; an error is
+        thrown back into it (where a token collision is retried)."""
         if self.wiper is not None:
             self.wiper.ensure_started()
-        return context
-
-    @staticmethod
-    def _token(token: object) -> str:
-        return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
-
-    def _run(
-        self, script: scripts.Script, ctx: _AppContext, key: Arg | None, args: Sequence[Arg]
-    ) -> Any:
-        keys = ctx.keys if key is None else (*ctx.keys, key)
-        return self._wire.run(script, keys, (*ctx.args, *args))
-
-    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call plain redis-py (paths off the request path), with our exceptions."""
+        wire = self._wire
         try:
-            return fn(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise backend_error(exc) from exc
-
-    def _sessions_with_tokens(self, flat: list[Any]) -> list[Session]:
-        out = []
-        for i in range(0, len(flat), 2):
-            session = core.parse_session(flat[i + 1])
-            if session is not None:
-                token = flat[i]
-                session["token"] = token.decode() if isinstance(token, bytes) else token
-                out.append(session)
-        return out
+            step = next(op)
+            while True:
+                try:
+                    if isinstance(step, Call):
+                        reply: Any = wire.run(step.script, step.keys, step.args)
+                    elif isinstance(step, Calls):
+                        reply = wire.run_many(step.script, step.calls)
+                    else:
+                        reply = wire.command(step.args)
+                except SessionError as exc:
+                    step = op.throw(exc)
+                else:
+                    step = op.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     # -- the redis-sessions API ------------------------------------------------------------------
 
@@ -165,46 +124,20 @@ class RedisSessions:
         """Create a session for user ``id``; returns its token.
 
         With ``max_sessions`` the id's least recently active sessions beyond that number are
-        killed in the same atomic step.
+        killed in the same atomic step (expired ones first, and they do not count).
         """
-        ctx = self._app(app)
-        user = validate.user_id(id)
-        address = validate.ip(ip)
-        ttl = validate.ttl(ttl)
-        cap = validate.max_sessions(max_sessions)
-        if d is not None and not isinstance(d, Mapping):
-            raise ValidationError("invalidValue", "d must be an object")
-        changes = core.encode_changes(d) if d else []
-        for _ in range(3):  # a token collision is astronomically unlikely; retry regardless
-            token = core.new_token()
-            try:
-                self._wire.run(
-                    scripts.CREATE,
-                    (*ctx.keys, ctx.session_prefix + token, ctx.user_prefix + user),
-                    (*ctx.args, token, user, address, ttl, "1" if no_resave else "0", cap,
-                     *self.limits, *changes),
-                )
-                return token
-            except BackendError as exc:
-                if "RSEXISTS" not in str(exc):
-                    raise
-        raise BackendError("could not find an unused token")
+        return self._drive(self._create(app, id, ip, ttl, d, no_resave, max_sessions))
 
     def get(self, app: str, token: str) -> Session | None:
         """The session of ``token`` (recording the activity), or None when there is none."""
-        ctx = self._app(app)
-        token = self._token(token)
-        cache = self.cache
-        if cache is not None:
-            hit = cache.get(app, token)
-            if hit is not None:
-                return hit
-        session = core.parse_session(
-            self._run(scripts.GET, ctx, ctx.session_prefix + token, (token,))
-        )
-        if cache is not None and session is not None:
-            cache.put(app, token, session)
-        return session
+        return self._drive(self._get(app, token, False, False))
+
+    def load(self, app: str, token: str, anonymous: bool = True) -> Session | None:
+        """What the web layer loads for a cookie, in one round trip: a user session (as get()),
+        an anonymous one (``id`` None; its Redis TTL renewed to its ttl) unless ``anonymous`` is
+        False, ``{"id": None, "rotated": True}`` for a token upgrade/regenerate replaced less
+        than ROTATION_GRACE seconds ago, or None."""
+        return self._drive(self._get(app, token, anonymous, True))
 
     def set(self, app: str, token: str, d: Mapping[str, object]) -> Session | None:
         """Merge ``d`` into the session's data (None values delete keys), atomically.
@@ -214,103 +147,99 @@ class RedisSessions:
         """
         return self.apply_changes(app, token, core.encode_changes(validate.data(d)))
 
-    def apply_changes(self, app: str, token: str, changes: Sequence[bytes]) -> Session | None:
-        """set() for a change set already encoded by ``core.diff``/``core.encode_changes``."""
-        ctx = self._app(app)
-        token = self._token(token)
-        if self.cache is not None:
-            self.cache.drop(app, token)
-        return core.parse_session(
-            self._run(scripts.SET, ctx, ctx.session_prefix + token, (token, *self.limits, *changes))
+    def apply_changes(
+        self,
+        app: str,
+        token: str,
+        changes: Sequence[bytes],
+        *,
+        ttl: int | None = None,
+        anonymous: bool = False,
+        keep_empty: bool = False,
+        follow: bool = False,
+    ) -> Session | None:
+        """set() for a change set already encoded by ``core.diff``/``core.encode_changes``.
+
+        ``ttl`` gives the session a new ttl from now. With ``anonymous`` an anonymous session is
+        updated too (deleted when its data becomes empty, unless ``keep_empty``). With
+        ``follow``, a token rotated moments ago gives ``{"id": None, "rotated": True, "saved":
+        bool}``: saved when the change went to the same user's new session (never for a login,
+        whose old anonymous token must not write into the user's session).
+        """
+        return self._drive(
+            self._apply_changes(app, token, changes, ttl, anonymous, keep_empty, follow)
         )
 
+    def create_anonymous(self, app: str, d: Mapping[str, object], ttl: int = DEFAULT_TTL) -> str:
+        """Store an anonymous session (a visitor's first write); returns its token.
+
+        It lives ``ttl`` seconds after its last load or write (a Redis TTL: no wiper needed) and
+        appears in no index: soid, soapp, activity and Node never see it. ``d`` may be empty.
+        """
+        return self._drive(self._create_anonymous(app, d, ttl))
+
+    def upgrade(
+        self,
+        app: str,
+        token: str | None,
+        id: str | int,
+        ip: str,
+        ttl: int = DEFAULT_TTL,
+        changes: Sequence[bytes] = (),
+    ) -> Session:
+        """Log ``id`` in, atomically: a new user session (returned with its ``token``) holding
+        the data of ``token``'s session when it is anonymous or the same user's, plus
+        ``changes``; the old session is deleted (a session of another user with its data)."""
+        session = self._drive(self._rotate(app, token, validate.user_id(id), ip, ttl, changes))
+        assert session is not None
+        return session
+
+    def regenerate(self, app: str, token: str, ip: str, changes: Sequence[bytes] = ()
+                   ) -> Session | None:
+        """The same session under a new token (data copied inside Redis, expiry kept, plus
+        ``changes``); the old token is deleted. None when there is no such session."""
+        return self._drive(self._rotate(app, token, "", ip, None, changes))
+
     def kill(self, app: str, token: str) -> int:
-        """Remove one session; returns 1, or 0 when it did not exist."""
-        ctx = self._app(app)
-        token = self._token(token)
-        if self.cache is not None:
-            self.cache.drop(app, token)
-        return int(self._run(scripts.KILL, ctx, ctx.session_prefix + token, (token, "", "0")))
+        """Remove one session (a user's or an anonymous one); returns 1, or 0 when it did not
+        exist."""
+        return self._drive(self._kill(app, token))
 
     def killsoid(self, app: str, id: str | int) -> int:
         """Remove every session of user ``id``; returns how many there were."""
-        ctx = self._app(app)
-        user = validate.user_id(id, max_length=None)
-        if self.cache is not None:
-            self.cache.flush()
-        return int(self._run(scripts.KILLSOID, ctx, ctx.user_prefix + user, (user,)))
+        return self._drive(self._killsoid(app, id))
 
     def killall(self, app: str) -> int:
         """Remove every session of ``app`` (in bounded steps); returns how many there were."""
-        ctx = self._app(app)
-        if self.cache is not None:
-            self.cache.flush()
-        total = 0
-        while True:
-            killed, seen = self._run(scripts.KILLALL, ctx, None, (CHUNK,))
-            total += int(killed)
-            if int(seen) < CHUNK:
-                return total
+        return self._drive(self._killall(app))
 
     def soid(self, app: str, id: str | int) -> list[Session]:
         """The live sessions of user ``id``, each with its ``token`` (activity not recorded)."""
-        ctx = self._app(app)
-        user = validate.user_id(id, max_length=None)
-        return self._sessions_with_tokens(self._run(scripts.SOID, ctx, ctx.user_prefix + user, ()))
+        return self._drive(self._soid(app, id))
 
     def soapp(self, app: str, dt: int) -> list[Session]:
         """The live sessions of ``app`` active within ``dt`` seconds, newest first."""
-        ctx = self._app(app)
-        return self._sessions_with_tokens(self._run(scripts.SOAPP, ctx, None, (validate.dt(dt),)))
+        return self._drive(self._soapp(app, dt))
 
     def activity(self, app: str, dt: int) -> int:
         """How many distinct user ids of ``app`` were active within ``dt`` seconds."""
-        ctx = self._app(app)
-        return int(self._run(scripts.ACTIVITY, ctx, None, (validate.dt(dt),)))
+        return self._drive(self._activity(app, dt))
 
     def wipe(self) -> int:
-        """Remove the expired sessions of every app now; returns how many were removed.
+        """Remove the expired sessions of every app now; returns how many were removed
+        (sessions whose hash Redis already expired included).
 
         Works in chunks of ``CHUNK`` and re-checks each session inside its removal script, so
         many processes may wipe at once and a session refreshed meanwhile survives.
         """
-        total = 0
-        for _ in range(10_000):  # bounded: each pass removes or re-scores what it saw
-            now = self._call(self.client.time)[0]
-            members = self._call(
-                self.client.zrangebyscore, self.keys.expiry, "-inf", f"({now}", start=0, num=CHUNK
-            )
-            if not members:
-                break
-            by_app: dict[str, list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]] = {}
-            stray = []
-            for raw in members:
-                text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-                member = parse_expiry_member(str(text))
-                try:
-                    if member is None or not core.is_token(member.token):
-                        raise ValidationError("invalidFormat", "malformed expiry member")
-                    ctx = self._app(member.app)
-                except ValidationError:
-                    stray.append(raw)
-                    continue
-                by_app.setdefault(member.app, []).append(
-                    (
-                        (*ctx.keys, ctx.session_prefix + member.token),
-                        (*ctx.args, member.token, member.id, "1"),
-                    )
-                )
-            if stray:
-                self._call(self.client.zrem, self.keys.expiry, *stray)
-            for calls in by_app.values():
-                total += sum(int(n) for n in self._wire.run_many(scripts.KILL, calls))  # type: ignore[call-overload]
-            if len(members) < CHUNK:
-                break
-        return total
+        return self._drive(self._wipe())
 
     def ping(self) -> bool:
         """True when Redis answers."""
-        return bool(self._call(self.client.ping))
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            raise backend_error(exc) from exc
 
     def close(self) -> None:
         """Stop the wiper and the cache listener and give connections back."""

@@ -1,39 +1,36 @@
 """The per-request session object, and the handler that opens and finishes it.
 
 ``SessionHandler`` holds the configuration shared by every request (manager, cookie options, keys,
-proxy trust, error policy) and mirrors Node's SessionHandler; the WSGI middleware is one, and the
-Flask and Django adapters own one. ``Session`` is what user code touches: a mutable mapping of the
-session data plus the methods of connect-redis-sessions' session object.
+proxy trust, error policy, anonymous sessions, value codec) and mirrors Node's SessionHandler; the
+WSGI middleware is one, and the Flask and Django adapters own one. ``Session`` is the one session
+model every adapter wraps: a mutable mapping of JSON values plus the methods of
+connect-redis-sessions' session object.
 
-The hot path: ``open()`` resolves the app name, takes the token with one ``core.extract_token``
-call and (eagerly unless ``lazy``) loads the session with one ``manager.get``; ``finish()`` asks
-``core.diff`` only when the data was written to, and saves with one ``apply_changes``.
+A session is anonymous (stored from its first write, invisible to user indexes and to Node) or a
+user's (Node's layout); ``upgrade()`` turns the one into the other inside Redis, atomically, under
+a new token. The hot path: ``open()`` resolves the app name, takes the token with one
+``core.extract_token`` call and (eagerly unless ``lazy``) loads the session with one
+``manager.load``; ``finish()`` diffs the data against a snapshot only when it was written to or a
+container was handed out, and saves with one round trip.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from math import isfinite
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Mapping, MutableMapping
+from math import inf
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import core, validate
 from ._constants import DEFAULT_TTL, MIN_TTL
 from .cookies import CookieOptions, cookie_value
 from .cookies import secret_keys as _secret_keys
-from .errors import (
-    BackendError,
-    SessionTooLarge,
-    ValidationError,
-    forbidden_type,
-    key_not_text,
-    not_finite,
-)
+from .errors import BackendError, SessionError, SessionRotated, ValidationError, key_not_text
 
 if TYPE_CHECKING:
     from .manager import RedisSessions
 
-__all__ = ["Session", "SessionHandler", "ENVIRON_KEY", "UNKNOWN_IP"]
+__all__ = ["Session", "SessionHandler", "Codec", "ENVIRON_KEY", "UNKNOWN_IP"]
 
 logger = logging.getLogger("redis_sessions")
 
@@ -50,20 +47,47 @@ COOKIE_EXPIRE = 2
 _extract_token = core.extract_token
 _snapshot = core.snapshot
 _diff = core.diff
-_SCALARS = (str, int, float)  # bool is an int
+_check_value = core.check_value
+# values that cannot change in place: handing one out needs no snapshot
+_IMMUTABLE = frozenset((str, int, float, bool, type(None)))
+_ROTATED_MESSAGE = ("not saved: a concurrent request replaced this session's token (log-in); "
+                    "the browser holds the new cookie")
+
+T = TypeVar("T")
+#: what a session operation asks of the manager: (method name, positional, keyword arguments);
+#: the blocking driver calls ``RedisSessions``, an async one awaits the same method names
+Request = tuple[str, tuple[Any, ...], dict[str, Any]]
+SessionOp = Generator[Request, Any, T]
+
+
+class Codec(Protocol):
+    """Turns one top-level session value into a JSON value and back (Flask's tagged JSON)."""
+
+    def dump(self, value: Any) -> Any: ...
+
+    def load(self, value: Any) -> Any: ...
 
 
 def _clamp_ttl(ttl: object, what: str) -> int:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl != ttl or ttl == inf:
         return validate.ttl(ttl)  # raises Node's error for anything that is not a number
     if ttl < MIN_TTL:
         logger.warning("%s ttl=%r is below %d seconds: using %d", what, ttl, MIN_TTL, MIN_TTL)
         return MIN_TTL
-    return int(ttl)
+    return validate.ttl(int(ttl))
 
 
 class SessionHandler:
-    """The configuration and the open/finish steps shared by the middleware and the adapters."""
+    """The configuration and the open/finish steps shared by the middleware and the adapters.
+
+    ``anonymous`` (default True) stores a visitor's session from its first write; False keeps
+    Node's model (data is kept only once ``upgrade()`` made the session a user's).
+    ``anonymous_ttl`` (default ``ttl``): seconds an anonymous session lives after its last use.
+    ``codec`` converts each top-level value to JSON and back (None: values are JSON already).
+    """
+
+    #: the Session class built for each request (adapters may use a subclass)
+    session_class: type[Session]
 
     def __init__(
         self,
@@ -77,6 +101,9 @@ class SessionHandler:
         trust_proxy: bool | int = False,
         on_backend_error: str = "anonymous",
         lazy: bool = False,
+        anonymous: bool = True,
+        anonymous_ttl: int | None = None,
+        codec: Codec | None = None,
     ) -> None:
         if callable(app_name):
             self._app_name: str | None = None
@@ -104,6 +131,11 @@ class SessionHandler:
         self.on_backend_error = on_backend_error
         self.raise_errors = on_backend_error == "raise"
         self.lazy = bool(lazy)
+        self.anonymous = bool(anonymous)
+        self.anonymous_ttl = (
+            self.ttl if anonymous_ttl is None else _clamp_ttl(anonymous_ttl, "anonymous_ttl")
+        )
+        self.codec = codec
         self.backend_down = False  # set while Redis is unreachable, to log an outage once
 
     # -- per request ---------------------------------------------------------------------------
@@ -123,11 +155,20 @@ class SessionHandler:
         if header is not None:
             prefix = self.cookie.name_prefix
             token = _extract_token(header, prefix + app if prefix else app, self._keys)
-        session = Session(self, environ, app, token)
-        if session._token is not None and not self.lazy:
+        session = self.session_class(self, environ, app, token)
+        if token is not None and not self.lazy:
             session._load()
         environ[ENVIRON_KEY] = session
         return session
+
+    def session(self, token: object = None, environ: Mapping[str, Any] | None = None) -> Session:
+        """A session outside the cookie handling (Django's ``SessionStore(session_key)``): the
+        raw token, unsigned; anything that is not a token gives a fresh session. Loaded lazily;
+        needs a fixed app name."""
+        if self._app_name is None:
+            raise TypeError("a session without a request needs a fixed app_name")
+        valid = token if core.is_token(token) else None
+        return self.session_class(self, environ or {}, self._app_name, valid)  # type: ignore[arg-type]
 
     def client_ip(self, environ: Mapping[str, Any]) -> str:
         """REMOTE_ADDR, or with trust_proxy=N the Nth address from the right of X-Forwarded-For
@@ -147,12 +188,16 @@ class SessionHandler:
         except ValidationError:
             return UNKNOWN_IP
 
+    def cookie_value(self, session: Session) -> str:
+        """What the cookie carries for ``session``: its token, signed when keys are set."""
+        if session._token is None:
+            raise ValueError("the session has no token")
+        return cookie_value(session._token, self._keys)
+
     def cookie_header(self, session: Session, op: int) -> str:
         """The Set-Cookie value for what ``finish()`` returned (COOKIE_SET or COOKIE_EXPIRE)."""
         if op == COOKIE_SET and session._token is not None:
-            return self.cookie.set_header(
-                self.cookie.name(session.app), cookie_value(session._token, self._keys)
-            )
+            return self.cookie.set_header(self.cookie.name(session.app), self.cookie_value(session))
         return self.cookie.expire_header(self.cookie.name(session.app))
 
     # -- backend health ------------------------------------------------------------------------
@@ -169,16 +214,20 @@ class SessionHandler:
 
 
 class Session(MutableMapping):
-    """The session of one request: its data as a mapping, plus connect-redis-sessions' methods.
+    """The session of one request: its data as a mapping of JSON values, plus
+    connect-redis-sessions' methods.
 
-    Values are str, int, float or bool; assigning None deletes the key. ``id`` is the token
-    (None while anonymous), ``meta`` the session's ``{id, r, w, ttl, idle, ip}``, ``user_id`` the
-    user id. Changes are saved when the response starts (or with ``save()``); data put in an
-    anonymous session is kept only if ``upgrade()`` makes it a real one in the same request.
+    Values are JSON values (dicts with str keys, lists, tuples - back as lists -, str, int,
+    float, bool, None inside containers); assigning None deletes a key; what cannot be stored is
+    refused at assignment with ``ValidationError``. In-place changes to containers are saved too.
+    ``id`` is the token (None while nothing is stored), ``user_id`` the user id (None while
+    anonymous), ``meta`` the user session's ``{id, r, w, ttl, idle, ip}``. Changes are saved when
+    the response starts (or with ``save()``).
     """
 
     __slots__ = ("_handler", "_environ", "app", "_token", "_meta", "_data", "_snap", "_cookie",
-                 "failed", "accessed", "_backend_error")
+                 "failed", "accessed", "_backend_error", "_new", "_force", "_new_ttl",
+                 "_rotated", "_anonymous_ttl")
 
     def __init__(self, handler: SessionHandler, environ: Mapping[str, Any], app: str,
                  token: str | None) -> None:
@@ -189,29 +238,66 @@ class Session(MutableMapping):
         self._meta: dict | None = None
         # None until loaded (a token with lazy=True), then the data
         self._data: dict | None = None if token is not None else {}
-        self._snap: dict | None = None  # the data before the first write since the last save
+        # the stored (JSON) form of the data as loaded or last saved, taken before the first
+        # write or the first container handed out; None while neither happened
+        self._snap: dict | None = None
         self._cookie = COOKIE_KEEP
         #: set by the adapters when the app raised: unsaved changes are then dropped
         self.failed = False
-        #: set by Flask when its request context hands the session out (unused here)
+        #: True once the data was read or written (adapters send ``Vary: Cookie`` then)
         self.accessed = False
         # the error Redis gave this request: later calls fail at once instead of waiting again
         self._backend_error: BackendError | None = None
+        self._new = token is None
+        self._force = False  # modified = True: save everything, send the cookie again
+        self._new_ttl: int | None = None
+        self._rotated = False  # the cookie's token was rotated by a concurrent request
+        self._anonymous_ttl: int | None = None  # a stored anonymous session's own ttl
 
     # -- loading -------------------------------------------------------------------------------
 
+    def _drive(self, op: SessionOp[T]) -> T:
+        """Run a session operation against the blocking manager: each request it yields is a
+        manager call; an error is thrown back into it. After a Redis failure in this request,
+        later calls fail at once with that error (an outage costs one timeout, not one per
+        call)."""
+        manager = self._handler.manager
+        try:
+            name, args, kwargs = next(op)
+            while True:
+                try:
+                    if self._backend_error is not None:
+                        raise self._backend_error
+                    result = getattr(manager, name)(*args, **kwargs)
+                except SessionError as exc:
+                    name, args, kwargs = op.throw(exc)
+                else:
+                    name, args, kwargs = op.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
     def _load(self) -> dict:
+        return self._drive(self._load_op())
+
+    def _ensure_loaded(self) -> SessionOp[dict]:
+        data = self._data
+        if data is None:
+            data = yield from self._load_op()
+        return data
+
+    def _load_op(self) -> SessionOp[dict]:
         handler = self._handler
         data: dict = {}
         token = self._token
-        if token is None:  # anonymous: nothing to load
+        if token is None:  # nothing stored: nothing to load
             self._data = data
             return data
         try:
-            found = handler.manager.get(self.app, token)
+            found = yield ("load", (self.app, token, handler.anonymous), {})
         except BackendError as exc:
             self._data = data
             self._token = None  # anonymous for this request; the cookie is left alone
+            self._new = True
             self._backend_error = exc
             if handler.raise_errors:
                 raise
@@ -219,14 +305,25 @@ class Session(MutableMapping):
             return data
         if handler.backend_down:
             handler._recovered()
-        if found is None:  # a stale cookie: anonymous, and the cookie is expired
+        if found is None:  # a stale cookie: a fresh session, and the cookie is expired
             self._token = None
+            self._new = True
             self._cookie = COOKIE_EXPIRE
+        elif "rotated" in found:
+            # upgrade/regenerate replaced this token moments ago: the browser holds the new
+            # cookie (or is receiving it), so keep it, and refuse writes (see save())
+            self._token = None
+            self._new = True
+            self._rotated = True
         else:
             stored = found.pop("d", None)
             if stored:
-                data = stored
-            self._meta = found
+                codec = handler.codec
+                data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+            if found["id"] is None:
+                self._anonymous_ttl = found["ttl"]
+            else:
+                self._meta = found
         self._data = data
         return data
 
@@ -234,64 +331,84 @@ class Session(MutableMapping):
         data = self._data
         return self._load() if data is None else data
 
+    def _stored_form(self) -> dict:
+        """The data as it is stored: the values through the codec, if any."""
+        data = self._loaded()
+        codec = self._handler.codec
+        return data if codec is None else {k: codec.dump(v) for k, v in data.items()}
+
+    def _watch(self) -> None:
+        """Take the snapshot that later changes are diffed against (once per save)."""
+        if self._snap is None:
+            self._snap = _snapshot(self._stored_form())
+
     # -- the mapping ---------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
         data = self._data
         if data is None:
             data = self._load()
-        return data[key]
+        self.accessed = True
+        value = data[key]
+        if self._snap is None and type(value) not in _IMMUTABLE:
+            self._watch()  # the caller may change it in place
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         data = self._data
         if data is None:
             data = self._load()
-        return data.get(key, default)
+        self.accessed = True
+        value = data.get(key, default)
+        if self._snap is None and type(value) not in _IMMUTABLE and key in data:
+            self._watch()
+        return value
 
     def __contains__(self, key: object) -> bool:
         data = self._data
         if data is None:
             data = self._load()
+        self.accessed = True
         return key in data
 
     def __iter__(self) -> Iterator[str]:
+        self.accessed = True
         return iter(self._loaded())
 
     def __len__(self) -> int:
+        self.accessed = True
         return len(self._loaded())
-
-    def _writable(self) -> dict:
-        data = self._data
-        if data is None:
-            data = self._load()
-        if self._snap is None:
-            self._snap = _snapshot(data)
-            # the loaded dict may be shared (the manager's local cache): write to a copy
-            self._data = data = dict(data)
-        return data
 
     def __setitem__(self, key: str, value: Any) -> None:
         if value is None:
-            data = self._loaded()
-            if key in data:
-                del self._writable()[key]
+            if key in self._loaded():
+                del self[key]
             return
         if type(key) is not str:
-            raise key_not_text(key)
-        if not isinstance(value, _SCALARS):
-            raise forbidden_type(key)
-        if type(value) is float and not isfinite(value):
-            raise not_finite(key)
-        self._writable()[key] = value
+            if not isinstance(key, str):
+                raise key_not_text(key)
+            key = str.__str__(key)  # a str subclass (an Enum member, Markup) as plain text
+        codec = self._handler.codec
+        _check_value(key, value if codec is None else codec.dump(value))
+        self._loaded()
+        self._watch()
+        self.accessed = True
+        self._data[key] = value  # type: ignore[index]
 
     def __delitem__(self, key: str) -> None:
-        if key not in self._loaded():
+        data = self._loaded()
+        self.accessed = True
+        if key not in data:
             raise KeyError(key)
-        del self._writable()[key]
+        self._watch()
+        del data[key]
 
     def clear(self) -> None:
-        if self._loaded():
-            self._writable().clear()
+        data = self._loaded()
+        self.accessed = True
+        if data:
+            self._watch()
+            data.clear()
 
     def __repr__(self) -> str:
         if self._data is None:
@@ -303,9 +420,14 @@ class Session(MutableMapping):
 
     @property
     def id(self) -> str | None:
-        """The token (what the cookie carries); None while anonymous."""
+        """The token (what the cookie carries); None while nothing is stored."""
         if self._data is None:
             self._load()
+        return self._token
+
+    @property
+    def token(self) -> str | None:
+        """The token as known now, without loading (a lazy session's cookie is not checked)."""
         return self._token
 
     @property
@@ -322,151 +444,287 @@ class Session(MutableMapping):
         meta = self.meta
         return None if meta is None else meta["id"]
 
-    def _backend(self) -> RedisSessions:
-        """The manager, unless Redis already failed in this request: then that error, at once
-        (a request during an outage waits for one timeout, not one per call)."""
-        if self._backend_error is not None:
-            raise self._backend_error
-        return self._handler.manager
+    @property
+    def new(self) -> bool:
+        """True when the request brought no live session (no cookie, or a stale one)."""
+        if self._data is None:
+            self._load()
+        return self._new
+
+    @property
+    def modified(self) -> bool:
+        """Whether there is something to save: data changed (in place included) since it was
+        loaded or saved, or ``modified = True`` was set (save all, send the cookie again)."""
+        if self._force or self._new_ttl is not None:
+            return True
+        return self._snap is not None and bool(_diff(self._snap, self._stored_form()))
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._loaded()
+        self._force = bool(value)
+
+    @property
+    def ttl(self) -> int:
+        """The session's ttl in seconds (a user session's Node ttl, else the anonymous ttl).
+        Set it (>= 10) to store a new one, counted from now, with the next save."""
+        if self._new_ttl is not None:
+            return self._new_ttl
+        meta = self.meta
+        if meta is not None:
+            return meta["ttl"]
+        return self._anonymous_ttl or self._handler.anonymous_ttl
+
+    @ttl.setter
+    def ttl(self, value: int) -> None:
+        self._loaded()
+        self._new_ttl = validate.ttl(value)
+
+    @property
+    def rotated(self) -> bool:
+        """True when the cookie's token was replaced moments ago by a concurrent request's
+        upgrade/regenerate: the session is empty, the cookie is kept, writes are refused."""
+        if self._data is None:
+            self._load()
+        return self._rotated
 
     @property
     def manager(self) -> RedisSessions:
         """The RedisSessions behind this session (Node's getRedisSessionsModule())."""
         return self._handler.manager
 
-    @property
-    def modified(self) -> bool:
-        """Whether the data was written to since it was loaded or last saved."""
-        return self._snap is not None
-
     # -- the seed's methods --------------------------------------------------------------------
 
-    def upgrade(self, user_id: str | int, ttl: int | None = None) -> Session:
-        """Log ``user_id`` in: a new session and token (never the incoming one), sent in
-        Set-Cookie. The data of an anonymous session (or of one of the same user) moves into the
-        new session; a session of another user is replaced and killed with its data."""
-        data = self._loaded()
+    def _pending(self) -> list[bytes]:
+        """The encoded changes not saved yet (everything after ``modified = True``)."""
+        view = self._stored_form()
+        snap = self._snap
+        if not self._force:
+            return [] if snap is None else _diff(snap, view)
+        changes = core.encode_changes(view)
+        if snap:
+            for key, value in snap.items():
+                if value is not None and view.get(key) is None:
+                    changes += core.encode_changes({key: None})
+        return changes
+
+    def upgrade(self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None
+                ) -> Session:
+        """Log ``user_id`` in: one atomic script moves the stored data of this session (when
+        anonymous, or the same user's) plus this request's unsaved changes into a new user
+        session under a new token (never the incoming one), sent in Set-Cookie; the old session
+        is deleted. A session of another user is killed with its data."""
+        return self._drive(self._upgrade_op(user_id, ttl, ip))
+
+    def _upgrade_op(self, user_id: str | int, ttl: int | None, ip: str | None
+                    ) -> SessionOp[Session]:
+        yield from self._ensure_loaded()
         handler = self._handler
-        manager = self._backend()
         user_id = validate.user_id(user_id)
         ttl = handler.ttl if ttl is None else _clamp_ttl(ttl, "upgrade()")
-        ip = handler.client_ip(self._environ)
-        old = self._token
-        if old is not None and self._meta is not None and self._meta["id"] != user_id:
-            data = {}
-        data = {k: v for k, v in data.items() if v is not None}
-        token = manager.create(self.app, user_id, ip, ttl, d=data or None)
-        if old is not None:
-            manager.kill(self.app, old)
-        self._become(token, {"id": user_id, "r": 1, "w": 1, "ttl": ttl, "idle": 0, "ip": ip}, data)
+        address = handler.client_ip(self._environ) if ip is None else validate.ip(ip)
+        other_user = self._meta is not None and self._meta["id"] != user_id
+        changes = [] if other_user else self._pending()
+        found = yield ("upgrade", (self.app, self._token, user_id, address, ttl, changes), {})
+        self._become(found)
         return self
 
     def regenerate(self) -> Session:
-        """A new token for the same user and data (the old one is killed); anonymous: no-op."""
-        data = self._loaded()
-        meta = self._meta
-        old = self._token
-        if old is None or meta is None:
+        """A new token for the same session (kind, user, data, expiry; copied inside Redis,
+        with this request's unsaved changes); the old token is deleted. No-op while nothing is
+        stored."""
+        return self._drive(self._regenerate_op())
+
+    def _regenerate_op(self) -> SessionOp[Session]:
+        yield from self._ensure_loaded()
+        if self._token is None:
             return self
-        handler = self._handler
-        data = dict(data)
-        ip = handler.client_ip(self._environ)
-        no_resave = bool(meta.get("no_resave"))
-        manager = self._backend()
-        token = manager.create(self.app, meta["id"], ip, meta["ttl"], d=data or None,
-                                       no_resave=no_resave)
-        manager.kill(self.app, old)
-        new_meta = {"id": meta["id"], "r": 1, "w": 1, "ttl": meta["ttl"], "idle": 0, "ip": ip}
-        if no_resave:
-            new_meta["no_resave"] = True
-        self._become(token, new_meta, data)
+        address = self._handler.client_ip(self._environ)
+        found = yield ("regenerate", (self.app, self._token, address, self._pending()), {})
+        if found is None:  # it ended meanwhile
+            self._forget()
+        else:
+            self._become(found)
         return self
 
-    def _become(self, token: str, meta: dict, data: dict) -> None:
-        self._token = token
-        self._meta = meta
-        self._data = data
+    def _become(self, found: dict) -> None:
+        """Adopt the session a rotation (upgrade/regenerate) made."""
+        self._token = found.pop("token")
+        stored = found.pop("d", None) or {}
+        codec = self._handler.codec
+        self._data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+        self._meta = found if found["id"] is not None else None
+        self._anonymous_ttl = None if self._meta else found["ttl"]
         self._snap = None
+        self._force = False
+        self._new_ttl = None
+        self._rotated = False
         self._cookie = COOKIE_SET
 
     def _forget(self) -> None:
         self._token = None
         self._meta = None
+        self._anonymous_ttl = None
         self._data = {}
         self._snap = None
+        self._force = False
+        self._new_ttl = None
         self._cookie = COOKIE_EXPIRE
 
     def destroy(self) -> int:
-        """Kill this session and expire the cookie; returns how many sessions were killed."""
-        self._loaded()
+        """Kill this session and expire the cookie; returns how many sessions were killed. The
+        object stays usable as a fresh session (a later write stores a new anonymous one)."""
+        return self._drive(self._destroy_op())
+
+    def _destroy_op(self) -> SessionOp[int]:
+        yield from self._ensure_loaded()
         if self._token is None:
             return 0
-        killed = self._backend().kill(self.app, self._token)
+        killed = yield ("kill", (self.app, self._token), {})
         self._forget()
         return killed
 
     def destroyall(self) -> int:
         """Kill every session of this user id (all devices) and expire the cookie."""
-        self._loaded()
+        return self._drive(self._destroyall_op())
+
+    def _destroyall_op(self) -> SessionOp[int]:
+        yield from self._ensure_loaded()
         if self._meta is None:
             return 0
-        killed = self._backend().killsoid(self.app, self._meta["id"])
+        killed = yield ("killsoid", (self.app, self._meta["id"]), {})
         self._forget()
         return killed
 
     def soid(self) -> list[dict]:
         """The sessions of this user id (each with its ``token``); [] while anonymous."""
-        self._loaded()
+        return self._drive(self._soid_op())
+
+    def _soid_op(self) -> SessionOp[list[dict]]:
+        yield from self._ensure_loaded()
         if self._meta is None:
             return []
-        return self._backend().soid(self.app, self._meta["id"])
+        return (yield ("soid", (self.app, self._meta["id"]), {}))
 
     def soapp(self, dt: int = 600) -> list[dict]:
         """The sessions of the app active in the last ``dt`` seconds."""
-        return self._backend().soapp(self.app, dt)
+        return self._drive(self._soapp_op(dt))
+
+    def _soapp_op(self, dt: int) -> SessionOp[list[dict]]:
+        return (yield ("soapp", (self.app, dt), {}))
 
     def activity(self, dt: int = 600) -> int:
         """How many distinct user ids of the app were active in the last ``dt`` seconds."""
-        return self._backend().activity(self.app, dt)
+        return self._drive(self._activity_op(dt))
+
+    def _activity_op(self, dt: int) -> SessionOp[int]:
+        return (yield ("activity", (self.app, dt), {}))
 
     def save(self) -> None:
         """Write the changes now (one round trip, none when nothing changed). Errors raise.
-        An anonymous session is not stored (as in Node): ``upgrade()`` it first."""
-        if self._snap is None or self._token is None:
+
+        A session with nothing stored yet is stored as an anonymous one (unless the handler's
+        ``anonymous`` is off: then, as in Node, only ``upgrade()`` stores it).
+        Raises ``SessionRotated`` when a concurrent login replaced this request's token.
+        """
+        self._drive(self._save_op())
+
+    def _save_op(self) -> SessionOp[None]:
+        if self._snap is None and not self._force and self._new_ttl is None:
             return
-        changes = _diff(self._snap, self._data)  # type: ignore[arg-type]
-        if changes:
-            found = self._backend().apply_changes(self.app, self._token, changes)
+        if self._rotated:
+            raise SessionRotated(_ROTATED_MESSAGE)
+        handler = self._handler
+        yield from self._ensure_loaded()
+        if self._token is None:
+            yield from self._create_op(handler)
+            return
+        changes = self._pending()
+        anonymous = self._meta is None
+        if changes or self._new_ttl is not None or self._force:
+            found = yield ("apply_changes", (self.app, self._token, changes), {
+                "ttl": self._new_ttl, "anonymous": anonymous, "keep_empty": self._force,
+                "follow": True,
+            })
             if found is None:  # the session is gone (killed elsewhere, or expired)
+                logger.info("session of app %s ended before its changes were saved", self.app)
                 self._forget()
                 return
-            found.pop("d", None)
-            self._meta = found
-            if self._handler.cookie.max_age is not None and self._cookie == COOKIE_KEEP:
-                self._cookie = COOKIE_SET
+            if "rotated" in found:
+                if not found["saved"]:
+                    self._rotated = True
+                    self._snap = None
+                    raise SessionRotated(_ROTATED_MESSAGE)
+            elif anonymous and "d" not in found and not self._force:  # emptied: it is gone
+                self._forget()
+                return
+            else:
+                found.pop("d", None)
+                if anonymous:
+                    self._anonymous_ttl = found["ttl"]
+                else:
+                    self._meta = found
+                if self._force or (handler.cookie.max_age is not None
+                                   and self._cookie == COOKIE_KEEP):
+                    self._cookie = COOKIE_SET
         self._snap = None
+        self._force = False
+        self._new_ttl = None
+
+    def _create_op(self, handler: SessionHandler) -> SessionOp[None]:
+        """Store this request's data as a new anonymous session (its first write)."""
+        view = self._stored_form()
+        if not handler.anonymous or (not view and not self._force):
+            self._snap = None
+            self._force = False
+            return
+        ttl = self._new_ttl or handler.anonymous_ttl
+        self._token = yield ("create_anonymous", (self.app, view, ttl), {})
+        self._anonymous_ttl = ttl
+        self._snap = None
+        self._force = False
+        self._new_ttl = None
+        self._cookie = COOKIE_SET
 
     def reload(self) -> None:
         """Read the session again from Redis, dropping unsaved changes."""
-        if self._token is None:
-            return
         self._snap = None
+        self._force = False
+        self._new_ttl = None
+        if self._token is None:
+            self._data = {}
+            return
         self._load()
 
     # -- end of request ------------------------------------------------------------------------
 
+    @property
+    def pending(self) -> bool:
+        """Whether ``finish()`` has work: data to diff or save, or a cookie to set or expire."""
+        return (self._snap is not None or self._force or self._new_ttl is not None
+                or self._cookie != COOKIE_KEEP)
+
     def finish(self) -> int:
         """Save pending changes (unless ``failed``) per the error policy, and return what to do
         with the cookie: COOKIE_KEEP, COOKIE_SET or COOKIE_EXPIRE (then reset)."""
-        if self._snap is not None:
-            if self.failed or self._token is None:
+        return self._drive(self._finish_op())
+
+    def _finish_op(self) -> SessionOp[int]:
+        if self._snap is not None or self._force or self._new_ttl is not None:
+            if self.failed:
                 self._snap = None
+                self._force = False
+                self._new_ttl = None
             else:
                 handler = self._handler
                 try:
-                    self.save()
-                except (BackendError, SessionTooLarge) as exc:
+                    yield from self._save_op()
+                except SessionRotated as exc:
+                    logger.warning("session of app %s: changes %s", self.app, exc)
+                except (BackendError, ValidationError) as exc:
                     self._snap = None
+                    self._force = False
+                    self._new_ttl = None
                     if handler.raise_errors:
                         raise
                     if isinstance(exc, BackendError):
@@ -481,3 +739,5 @@ class Session(MutableMapping):
         self._cookie = COOKIE_KEEP
         return op
 
+
+SessionHandler.session_class = Session

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import TypeGuard
 
-from ._constants import MAX_ID_LENGTH, MAX_IP_LENGTH, MIN_TTL
+from ._constants import MAX_ID_LENGTH, MAX_IP_LENGTH, MAX_SESSIONS, MAX_TTL, MIN_TTL
 from .errors import ValidationError
 
 _APP = re.compile(r"[A-Za-z0-9_-]{3,20}")
@@ -73,24 +73,37 @@ def _whole_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def ttl(value: object) -> int:
+def _seconds(value: object, name: str) -> int:
+    """A whole number of seconds in [MIN_TTL, MAX_TTL]; below it Node's message, above it ours."""
     if not _whole_number(value) or value < MIN_TTL:  # type: ignore[operator]
-        raise ValidationError("invalidValue", f"ttl must be a positive integer >= {MIN_TTL}")
+        raise ValidationError("invalidValue", f"{name} must be a positive integer >= {MIN_TTL}")
+    if value > MAX_TTL:  # type: ignore[operator]
+        raise ValidationError(
+            "invalidValue", f"{name} must be a positive integer >= {MIN_TTL} and <= {MAX_TTL}"
+        )
     return value  # type: ignore[return-value]
+
+
+def ttl(value: object) -> int:
+    """A session's ttl in seconds: MIN_TTL to MAX_TTL."""
+    return _seconds(value, "ttl")
 
 
 def dt(value: object) -> int:
-    if not _whole_number(value) or value < MIN_TTL:  # type: ignore[operator]
-        raise ValidationError("invalidValue", f"deltaTime must be a positive integer >= {MIN_TTL}")
-    return value  # type: ignore[return-value]
+    """A look-back window (Node's deltaTime) in seconds: MIN_TTL to MAX_TTL."""
+    return _seconds(value, "deltaTime")
 
 
 def max_sessions(value: object) -> int:
-    """0 (no cap) or a positive whole number of sessions per user id."""
+    """0 (no cap) or a whole number of sessions per user id, 1 to MAX_SESSIONS."""
     if value is None:
         return 0
     if not _whole_number(value) or value < 1:  # type: ignore[operator]
         raise ValidationError("invalidValue", "max_sessions must be a positive integer")
+    if value > MAX_SESSIONS:  # type: ignore[operator]
+        raise ValidationError(
+            "invalidValue", f"max_sessions must be a positive integer <= {MAX_SESSIONS}"
+        )
     return value  # type: ignore[return-value]
 
 

@@ -169,6 +169,13 @@ class Wire:
                 raise backend_error(reply) from reply
         return reply
 
+    def command(self, args: Sequence[Arg]) -> object:
+        """Run one plain command in one round trip; an error reply raises."""
+        reply = self._roundtrip(self._held(), core.pack_command(args), 1)[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise backend_error(reply) from reply
+        return reply
+
     def run_many(
         self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]
     ) -> list[object]:

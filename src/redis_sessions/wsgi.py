@@ -1,9 +1,10 @@
 """The WSGI middleware: one request in, one response out, with a redis-sessions session.
 
 ``SessionMiddleware(app, app_name=...)`` opens the session of each request (see
-``SessionHandler.open``), wraps ``start_response`` so that changes are saved and Set-Cookie is
-added before the headers leave, and, for a streamed body, saves what changed while it iterated
-when the server closes it. A request whose app raised saves nothing that was not saved explicitly.
+``SessionHandler.open``), wraps ``start_response`` so that changes are saved and Set-Cookie (and
+``Vary: Cookie`` when the session was used) is added before the headers leave, and, for a streamed
+body, saves what changed while it iterated when the server closes it. A request whose app raised
+saves nothing that was not saved explicitly.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def get_session(environ: dict[str, Any]) -> Session | None:
 class SessionMiddleware(SessionHandler):
     """Sessions of Node's redis-sessions for a WSGI app; see ``SessionHandler`` for the options:
     ``app_name, sessions=None, redis=None, ttl=7200, cookie=None, secret_keys=None,
-    trust_proxy=False, on_backend_error="anonymous", lazy=False``."""
+    trust_proxy=False, on_backend_error="anonymous", lazy=False, anonymous=True,
+    anonymous_ttl=None``."""
 
     def __init__(
         self,
@@ -47,11 +49,13 @@ class SessionMiddleware(SessionHandler):
         trust_proxy: bool | int = False,
         on_backend_error: str = "anonymous",
         lazy: bool = False,
+        anonymous: bool = True,
+        anonymous_ttl: int | None = None,
     ) -> None:
         super().__init__(
             app_name=app_name, sessions=sessions, redis=redis, ttl=ttl, cookie=cookie,
             secret_keys=secret_keys, trust_proxy=trust_proxy, on_backend_error=on_backend_error,
-            lazy=lazy,
+            lazy=lazy, anonymous=anonymous, anonymous_ttl=anonymous_ttl,
         )
         self.wsgi_app = wsgi_app
 
@@ -62,11 +66,23 @@ class SessionMiddleware(SessionHandler):
         response = _Response(self, session, start_response)
         result = self.wsgi_app(environ, response.start_response)
         if type(result) is list:  # the app is done: nothing can change during iteration
-            if session._snap is not None or session._cookie:
+            if session.pending:
                 response.finish_late()
             return result
         response.result = result
         return response
+
+
+def _vary_cookie(headers: list[tuple[str, str]]) -> None:
+    """Add ``Cookie`` to the response's Vary header (caches must not share what the session
+    shaped), merging with a Vary the app set."""
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == "vary":
+            fields = [f.strip().lower() for f in value.split(",")]
+            if "cookie" not in fields and "*" not in fields:
+                headers[i] = (name, f"{value}, Cookie")
+            return
+    headers.append(("Vary", "Cookie"))
 
 
 class _Response:
@@ -85,10 +101,12 @@ class _Response:
         session = self.session
         if exc_info is not None:
             session.failed = True
-        if session._snap is not None or session._cookie:
+        if session.pending:
             op = session.finish()  # may raise (on_backend_error="raise"): before headers leave
             if op:
                 headers.append(("Set-Cookie", self.handler.cookie_header(session, op)))
+        if session.accessed:
+            _vary_cookie(headers)
         self.started = True
         return self.start(status, headers, exc_info)
 

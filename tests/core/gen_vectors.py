@@ -11,10 +11,18 @@ import pathlib
 from typing import Any
 
 from redis_sessions import _pycore as core
+from redis_sessions._constants import MAX_DEPTH
 
 KEY, OLD = b"vector key", b"old key"
 T = "Vt0ken" * 10 + "Zabc"
 S = core.sign(T, KEY)
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
 
 
 def enc(obj: Any) -> Any:
@@ -74,16 +82,35 @@ def build() -> dict[str, list[dict[str, Any]]]:
             [b"u", 1, 2, 3, 4, None, b'{"a":1,}', 0],
             [b"u", 1, 2, 3, 4, None, b'{"a":01}', 0],
             [b"u", 1, 2, 3, 4, None, b'{"a":"\\n"}', 0],
+            # nested values (json's path) and the empty id of an anonymous session
+            [b"", 1, 2, 3, 4, None, b'{"cart":[1,{"x":[null,true,-0.0,"\xc3\xa9"]}],"n":{}}', 0],
+            ["", 1, 2, 3, 4, "", '{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":[1,2', 0],
         )],
         "encode_changes": [case("encode_changes", c) for c in (
             {"a": "x", "b": 1, "c": 1.5, "d": True, "e": False, "f": None, "g": 10**25, "h": 1e-7},
             {"q": 'say "hi"\\\n\t\x1f\u00e9\u20ac'}, {"k": [1]}, {"k": "\ud800"}, {"k": float("inf")},
+            {"l": [1, "a", None, True, 1.5, -0.0, 2**70, [], {}], "o": {"\u00e9": {"x": [{"y": "\n"}]}}},
+            {"deep": nested(MAX_DEPTH)}, {"deep": nested(MAX_DEPTH + 1)}, {"k": {"a": "\ud800"}},
+            {"k": [1, b"x"]}, {"k": {"a": [float("inf")]}},
+        )],
+        "check_value": [case("check_value", k, v) for k, v in (
+            ("k", 1), ("k", "\u00e9"), ("k", None), (1, "x"), ("\ud800", 1), ("k", [1, {"a": None}]),
+            ("k", nested(MAX_DEPTH + 1)), ("k", {"a": b"x"}), ("k", -0.0), ("k", float("-inf")),
+        )],
+        "snapshot": [case("snapshot", d) for d in (
+            {}, {"a": 1, "l": [1, [2, {"x": [3]}]], "t": [1], "n": None}, {"deep": nested(MAX_DEPTH + 2)},
         )],
         "diff": [case("diff", s, d) for s, d in (
             ({"a": 1}, {"a": 1}), ({"a": 1}, {"a": True}), ({"a": 1}, {"a": 1.0}),
             ({"a": 0.0}, {"a": -0.0}), ({"a": "x", "b": 2}, {"b": 2, "c": 3}),
             ({"a": 1}, {"a": None}), ({"l": [1, {"x": 2}]}, {"l": [1, {"x": 2}]}),
             ({}, {"z": None}), ({"a": 1, "b": 2}, {"b": 3, "a": 1}),
+            ({"l": [1, 2]}, {"l": [1, 2, 3]}), ({"o": {"a": 1, "b": 2}}, {"o": {"b": 2, "a": 1}}),
+            ({"o": {"a": [1]}}, {"o": {"a": [1.0]}}), ({"o": {"a": [0.0]}}, {"o": {"a": [-0.0]}}),
+            ({"o": {"a": [True]}}, {"o": {"a": [1]}}), ({"o": {"a": [None]}}, {"o": {"a": []}}),
+            ({"o": {"a": 1}}, {"o": {"a": 1}, "p": [b"x"]}), ({"d": nested(MAX_DEPTH)}, {"d": nested(MAX_DEPTH)}),
+            ({"d": nested(MAX_DEPTH)}, {"d": nested(MAX_DEPTH + 1)}),
         )],
     }
 

@@ -9,9 +9,9 @@ import hiredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redis_sessions._constants import TOKEN_ALPHABET
+from redis_sessions._constants import MAX_DEPTH, TOKEN_ALPHABET
 
-from .helpers import PURE, outcome
+from .helpers import HUGE, PURE, Float, Int, Level, Role, Text, nested, outcome
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -66,19 +66,56 @@ def test_token_from_random_same(core_impl, random, ms) -> None:
     assert core_impl.token_from_random(random, ms) == PURE.token_from_random(random, ms)
 
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.sampled_from(
-    [0.0, -0.0, 1, 1.0, True, "1"])
-values = scalars | st.lists(st.integers(), max_size=2) | st.binary(max_size=2)
-mappings = st.dictionaries(st.text(max_size=6) | st.integers(max_value=3), values, max_size=8)
+# Session values: JSON-like trees with hostile leaves (subclasses, huge ints, nan, lone
+# surrogates, forbidden types), hostile keys, and now and then a tree around MAX_DEPTH.
+leaves = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+          | st.sampled_from([0.0, -0.0, 1, 1.0, True, False, "1", "", 2**63, -(2**64), HUGE, "\ud800",
+                             "\u00e9\U0001f600", Role.ADMIN, Level.HIGH, Text("1"), Int(1), Int(2**70),
+                             Float(-0.0), Float("inf")])
+          | st.binary(max_size=2))
+value_keys = st.text(max_size=4) | st.sampled_from(["a", "b", "\ud800", Text("a")])
+hostile_keys = value_keys | st.integers(0, 2) | st.none()
+trees = st.recursive(
+    leaves,
+    lambda c: st.one_of(st.lists(c, max_size=3), st.lists(c, max_size=3).map(tuple),
+                        st.dictionaries(value_keys, c, max_size=3), st.dictionaries(st.text(max_size=3), c, max_size=3),
+                        st.lists(c, max_size=3), st.dictionaries(hostile_keys, c, max_size=2)),
+    max_leaves=12)
+values = trees | st.integers(MAX_DEPTH - 1, MAX_DEPTH + 1).map(nested)
+mappings = (st.dictionaries(value_keys, values, max_size=6)
+            | st.dictionaries(st.text(max_size=3), values, max_size=6)
+            | st.dictionaries(value_keys | st.integers(max_value=3), values, max_size=3))
+json_trees = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                          | st.text(max_size=6),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                          max_leaves=12)
+
+
+def dumps(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 @SETTINGS
 @given(changes=mappings)
 def test_encode_changes_same(core_impl, changes) -> None:
-    assert outcome(core_impl.encode_changes, changes) == outcome(PURE.encode_changes, changes)
-    if outcome(PURE.encode_changes, changes)[0] == "ok":
-        for value in core_impl.encode_changes(changes)[1::2]:
-            assert value == b"" or json.loads(value) is not None or value == b"null"
+    result = outcome(core_impl.encode_changes, changes)
+    assert result == outcome(PURE.encode_changes, changes)
+    for key, value in changes.items():
+        assert outcome(core_impl.check_value, key, value) == outcome(PURE.check_value, key, value)
+        single = outcome(PURE.encode_changes, {key: value})
+        assert outcome(core_impl.check_value, key, value) == (("ok", None) if single[0] == "ok" else single)
+    if result[0] == "ok":  # json agrees on every stored value
+        for (key, value), encoded in zip(changes.items(), result[1][1::2]):
+            assert encoded == (b"" if value is None else dumps(value))
+
+
+@SETTINGS
+@given(changes=st.dictionaries(st.text(max_size=6), json_trees, max_size=6))
+def test_json_values_round_trip(core_impl, changes) -> None:
+    out = core_impl.encode_changes(changes)
+    assert out == PURE.encode_changes(changes)
+    assert [json.loads(k) for k in out[0::2]] == list(changes)
+    assert [None if v == b"" else json.loads(v) for v in out[1::2]] == list(changes.values())
 
 
 @SETTINGS
@@ -88,8 +125,66 @@ def test_diff_same(core_impl, old, new, overlap) -> None:
         new = {**old, **new}
     assert outcome(core_impl.diff, old, new) == outcome(PURE.diff, old, new)
     snap = core_impl.snapshot(old)
-    assert snap == old and snap is not old
-    assert outcome(core_impl.diff, snap, snap) in (("ok", []), outcome(PURE.diff, snap, snap))
+    assert snap is not old and list(snap) == list(old)
+    assert repr(snap) == repr(PURE.snapshot(old))
+    assert outcome(core_impl.diff, snap, old) == outcome(PURE.diff, PURE.snapshot(old), old)
+
+
+def containers(value, depth=0):
+    """The lists and dicts inside ``value`` (not below MAX_DEPTH levels)."""
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(value, list):
+        yield value
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from containers(item, depth + 1)
+    elif isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from containers(item, depth + 1)
+
+
+@SETTINGS
+@given(stored=st.dictionaries(st.text(max_size=4), json_trees, max_size=5), data=st.data())
+def test_diff_after_in_place_changes(core_impl, stored, data) -> None:
+    """A session as loaded, changed in place; the change set applied to the stored data (as the
+    set script does) gives the new data, and both twins make the same change set."""
+    snap, pure_snap = core_impl.snapshot(stored), PURE.snapshot(stored)
+    new = json.loads(json.dumps(stored))
+    found = [c for v in new.values() for c in containers(v)]
+    for _ in range(data.draw(st.integers(0, 3))):
+        if not found:
+            break
+        target = data.draw(st.sampled_from(found))
+        item = data.draw(json_trees | leaves)
+        if isinstance(target, list):
+            op = data.draw(st.sampled_from(["append", "pop", "set"]))
+            if op == "append" or not target:
+                target.append(item)
+            elif op == "pop":
+                target.pop()
+            else:
+                target[data.draw(st.integers(0, len(target) - 1))] = item
+        else:
+            key = data.draw(st.text(max_size=3) | st.sampled_from(list(target) or ["x"]))
+            if data.draw(st.booleans()) and key in target:
+                del target[key]
+            else:
+                target[key] = item
+    result = outcome(core_impl.diff, snap, new)
+    assert result == outcome(PURE.diff, pure_snap, new)
+    if result[0] != "ok":
+        return
+    state = {k: v for k, v in stored.items() if v is not None}
+    pairs = result[1]
+    for i in range(0, len(pairs), 2):
+        if pairs[i + 1] == b"":
+            state.pop(json.loads(pairs[i]), None)
+        else:
+            state[json.loads(pairs[i])] = json.loads(pairs[i + 1])
+    want = {k: v for k, v in new.items() if v is not None}
+    assert {k: dumps(v) for k, v in state.items()} == {k: dumps(v) for k, v in want.items()}
 
 
 def bulk(item: bytes | None) -> bytes:

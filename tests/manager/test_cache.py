@@ -7,6 +7,8 @@ import time
 import pytest
 
 from redis_sessions import RedisSessions
+from redis_sessions.cache import LocalCache
+from redis_sessions.keys import cache_message
 
 APP = "testapp"
 
@@ -64,3 +66,101 @@ def test_dropped_subscription_flushes_and_bypasses(cached: RedisSessions, redis_
     r_before = cached.get(APP, token)["r"]
     assert _wait(lambda: cached.cache._listening), "listener did not come back"
     assert cached.get(APP, token)["r"] > r_before
+
+
+# -- a reply read before another process's write must not be cached after its invalidation --------
+
+
+def _invalidations_handled(cached: RedisSessions, rs: RedisSessions, marker: str) -> None:
+    """Wait until ``cached``'s listener handled every message published so far.
+
+    ``marker`` is a session in ``cached``'s cache; a write to it from ``rs`` publishes one more
+    message, and messages arrive in order: once the marker is dropped, the earlier ones were too.
+    """
+    assert cache_message(APP, marker) in cached.cache._entries
+    rs.set(APP, marker, {"n": time.monotonic_ns()})
+    assert _wait(lambda: cache_message(APP, marker) not in cached.cache._entries)
+
+
+def _cached_marker(cached: RedisSessions, rs: RedisSessions) -> str:
+    marker = rs.create(APP, "marker", "10.0.0.9")
+    cached.get(APP, marker)
+    return marker
+
+
+def _late_put(cached: RedisSessions, rs: RedisSessions, write) -> None:
+    """Make ``cached``'s next get() store its reply only after ``write`` ran in another process
+    and this process handled its invalidation: the interleaving that used to keep stale data."""
+    marker = _cached_marker(cached, rs)
+    put = cached.cache.put
+
+    def late_put(*args):
+        cached.cache.put = put  # type: ignore[method-assign]
+        write()
+        _invalidations_handled(cached, rs, marker)
+        put(*args)
+
+    cached.cache.put = late_put  # type: ignore[method-assign]
+
+
+def test_a_kill_racing_a_get_is_honoured(cached: RedisSessions, rs: RedisSessions) -> None:
+    token = rs.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    _late_put(cached, rs, lambda: rs.kill(APP, token))
+    assert cached.get(APP, token)["d"] == {"a": 1}  # read just before the logout
+    assert cached.get(APP, token) is None  # the logout holds: nothing stale was cached
+
+
+def test_a_set_racing_a_get_is_seen(cached: RedisSessions, rs: RedisSessions) -> None:
+    token = rs.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    _late_put(cached, rs, lambda: rs.set(APP, token, {"a": 2}))
+    assert cached.get(APP, token)["d"] == {"a": 1}
+    assert cached.get(APP, token)["d"] == {"a": 2}
+
+
+def test_a_ticket_is_void_after_its_key_is_dropped_or_the_cache_flushed(
+    cached: RedisSessions, rs: RedisSessions
+) -> None:
+    cache = cached.cache
+    marker = _cached_marker(cached, rs)
+    token = rs.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    other = rs.create(APP, "user2", "10.0.0.2")
+    ticket = cache.ticket()
+    session = rs.get(APP, token)
+    rs.kill(APP, token)
+    _invalidations_handled(cached, rs, marker)
+    cache.put(APP, token, session, ticket)
+    assert cache.get(APP, token) is None
+    # the drop of one key leaves the tickets of the others good; a flush voids them all
+    cache.put(APP, other, rs.get(APP, other), ticket)
+    assert cache.get(APP, other) is not None
+    ticket = cache.ticket()
+    cache.flush()
+    cache.put(APP, other, rs.get(APP, other), ticket)
+    assert cache.get(APP, other) is None
+    # a ticket taken after the invalidation is good
+    cache.put(APP, other, rs.get(APP, other), cache.ticket())
+    assert cache.get(APP, other) is not None
+
+
+def test_the_drop_history_is_bounded(redis_url, namespace) -> None:
+    manager = RedisSessions(redis_url, namespace=namespace, wipe=0, cache_time=30, cache_max=3)
+    try:
+        cache = manager.cache
+        cache.get(APP, "A" * 64)
+        assert _wait(lambda: cache._listening), "cache subscription never confirmed"
+        ticket = cache.ticket()
+        for i in range(10):
+            cache.drop(APP, f"{i:064d}")
+        assert len(cache._dropped) <= 3
+        # forgotten drops void the older tickets: nothing stale can slip through
+        cache.put(APP, f"{0:064d}", {"d": {}}, ticket)
+        assert cache.get(APP, f"{0:064d}") is None
+    finally:
+        manager.close()
+
+
+def test_nothing_is_cached_before_the_subscription_is_confirmed(redis_client, namespace) -> None:
+    cache = LocalCache(redis_client, f"{namespace}:cache", 30, 10)  # its listener never started
+    assert cache.ticket() is None
+    cache.put(APP, "A" * 64, {"d": {}}, 0)
+    assert not cache._entries

@@ -113,7 +113,8 @@ def test_untouched_keys_keep_their_bytes(rs, redis_client, namespace) -> None:
 def test_none_deletes_and_forbidden_types_name_the_key(rs: RedisSessions) -> None:
     token = rs.create(APP, "user1", "10.0.0.1", d={"a": 1, "b": 2})
     assert rs.set(APP, token, {"a": None})["d"] == {"b": 2}
-    for bad in ([1], {"x": 1}, b"bytes", object(), float("nan"), float("inf")):
+    for bad in ([b"x"], {"x": object()}, b"bytes", object(), float("nan"), float("inf"),
+                "\ud800", 10**5000):
         with pytest.raises(ValidationError) as info:
             rs.set(APP, token, {"thekey": bad})
         assert "thekey" in str(info.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redis_sessions import RedisSessions, ValidationError
+from redis_sessions._constants import MAX_SESSIONS, MAX_TTL
 
 APP = "testapp"
 TOKEN = "A" * 64
@@ -44,11 +45,19 @@ CASES = [
     ("create ttl float", _create(ttl=100.5), "invalidValue", "ttl must be a positive integer >= 10"),
     ("create ttl str", _create(ttl="100"), "invalidValue", "ttl must be a positive integer >= 10"),
     ("create ttl bool", _create(ttl=True), "invalidValue", "ttl must be a positive integer >= 10"),
+    ("create ttl above max", _create(ttl=MAX_TTL + 1), "invalidValue",
+     "ttl must be a positive integer >= 10 and <= 315360000"),
+    ("create ttl 2**70", _create(ttl=2**70), "invalidValue",
+     "ttl must be a positive integer >= 10 and <= 315360000"),
     ("create d list", _create(d=[1]), "invalidValue", "d must be an object"),
-    ("create d nested", _create(d={"o": {"x": 1}}), "invalidValue",
+    ("create d nested object()", _create(d={"o": {"x": object()}}), "invalidValue",
      "d.o has a forbidden type. Only strings, numbers, boolean and null are allowed."),
     ("create max_sessions 0", _create(max_sessions=0), "invalidValue",
      "max_sessions must be a positive integer"),
+    ("create max_sessions above max", _create(max_sessions=MAX_SESSIONS + 1), "invalidValue",
+     "max_sessions must be a positive integer <= 100000"),
+    ("create max_sessions 2**64", _create(max_sessions=2**64), "invalidValue",
+     "max_sessions must be a positive integer <= 100000"),
     ("get no token", lambda rs: rs.get(APP, None), "missingParameter", "No token supplied"),
     ("get short token", lambda rs: rs.get(APP, "A" * 63), "invalidFormat", "Invalid token format"),
     ("get long token", lambda rs: rs.get(APP, "A" * 65), "invalidFormat", "Invalid token format"),
@@ -61,7 +70,7 @@ CASES = [
     ("set d not object", lambda rs: rs.set(APP, TOKEN, "x"), "invalidValue", "d must be an object"),
     ("set d empty", lambda rs: rs.set(APP, TOKEN, {}), "invalidValue",
      "d must containt at least one key."),
-    ("set d forbidden", lambda rs: rs.set(APP, TOKEN, {"k": [1]}), "invalidValue",
+    ("set d forbidden", lambda rs: rs.set(APP, TOKEN, {"k": [b"bytes"]}), "invalidValue",
      "d.k has a forbidden type. Only strings, numbers, boolean and null are allowed."),
     ("set bad token", lambda rs: rs.set(APP, "short", {"a": 1}), "invalidFormat",
      "Invalid token format"),
@@ -74,6 +83,10 @@ CASES = [
      "deltaTime must be a positive integer >= 10"),
     ("soapp dt str", lambda rs: rs.soapp(APP, "600"), "invalidValue",
      "deltaTime must be a positive integer >= 10"),
+    ("soapp dt above max", lambda rs: rs.soapp(APP, MAX_TTL + 1), "invalidValue",
+     "deltaTime must be a positive integer >= 10 and <= 315360000"),
+    ("activity dt 2**70", lambda rs: rs.activity(APP, 2**70), "invalidValue",
+     "deltaTime must be a positive integer >= 10 and <= 315360000"),
     ("activity dt none", lambda rs: rs.activity(APP, None), "invalidValue",
      "deltaTime must be a positive integer >= 10"),
 ]
@@ -86,6 +99,23 @@ def test_bad_input_is_a_validation_error(rs: RedisSessions, call, code, message)
     assert info.value.code == code
     assert str(info.value) == message
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("kwargs", [{"ttl": 2**70}, {"ttl": MAX_TTL + 1}, {"ttl": 2**31 * 10**6},
+                                    {"max_sessions": 2**64}, {"max_sessions": MAX_SESSIONS + 1}])
+def test_huge_numbers_are_refused_before_anything_is_written(rs, redis_client, namespace,
+                                                              kwargs) -> None:
+    with pytest.raises(ValidationError) as info:
+        _create(d={"a": 1}, **kwargs)(rs)
+    assert info.value.code == "invalidValue"
+    assert list(redis_client.scan_iter(match=f"{namespace}:*")) == []
+
+
+def test_the_upper_bounds_themselves_are_accepted(rs) -> None:
+    token = _create(ttl=MAX_TTL, max_sessions=MAX_SESSIONS)(rs)
+    assert rs.get(APP, token)["ttl"] == MAX_TTL
+    assert rs.soapp(APP, MAX_TTL)[0]["token"] == token
+    assert rs.activity(APP, MAX_TTL) == 1
 
 
 def test_there_are_at_least_30_cases() -> None:

@@ -112,20 +112,10 @@ def flask_app(**options):
 
 
 def django_setup() -> None:
-    import django
-    from django.conf import settings
+    """Django configured once per process (tests/web/django_support.py)."""
+    from .django_support import configure
 
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="redis-sessions-tests",
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF="tests.web.django_urls",
-            MIDDLEWARE=["redis_sessions.django.SessionMiddleware"],
-            INSTALLED_APPS=[],
-            DATABASES={},
-        )
-        django.setup()
+    configure()
 
 
 class Browsers:
@@ -169,6 +159,8 @@ class _Browser:
         return response.content.decode() if self.kind == "django" else response.text
 
 
-@pytest.fixture(params=["wsgi", "flask", "django"])
+# Django's engine (a SessionStore built from the cookie alone) has no per-path app name: it is
+# covered by tests/web/test_django*.py instead.
+@pytest.fixture(params=["wsgi", "flask"])
 def browsers(request, rs):
     return Browsers(request.param, rs)

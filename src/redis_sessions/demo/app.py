@@ -3,7 +3,9 @@
 Every state change is a POST form carrying the session's CSRF token; pages are plain string
 templates with every value passed through ``html.escape``. Other devices' sessions are named by a
 digest of their token (``handle``), never by the token itself, and only sessions of the logged-in
-user id can be killed.
+user id can be killed. "Logged in" means ``session.user_id is not None`` (an anonymous visitor may
+have a stored session too). The note after an action ("Logged out.") travels in a one-shot cookie,
+so a reload or an old URL never shows it again.
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from html import escape
 from string import Template
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from ..errors import ValidationError
 from ..manager import RedisSessions
 from ..wsgi import SessionMiddleware, get_session
 
-__all__ = ["DemoApp", "make_app", "handle", "describe_browser"]
+__all__ = ["DemoApp", "make_app", "handle", "describe_browser", "has_visible", "session_times"]
 
 MAX_FORM = 4096  # bytes of a POST body the demo reads
 MAX_UA = 200  # characters of the User-Agent kept in the session
 ACTIVITY_WINDOW = 600
+FLASH_MAX_AGE = 60  # seconds the one-shot note of an action waits for the page that shows it
+NARROW = "40rem"  # below this width the sessions table stacks each session's cells
 
 _PAGE = Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -34,8 +39,18 @@ _PAGE = Template("""<!doctype html>
 <title>redis-sessions demo</title>
 <style>
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 54rem; margin: 2rem auto; padding: 0 1rem; }
+main { overflow-wrap: anywhere; }
+.sessions { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }
+td { overflow-wrap: anywhere; }
+@media (max-width: $narrow) {
+  table, thead, tbody, tr, th, td { display: block; }
+  thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  tr { border-bottom: 1px solid #ddd; padding: .5rem 0; }
+  td { border: 0; padding: .1rem 0; }
+  td[data-label]::before { content: attr(data-label) ": "; color: #666; }
+}
 .this { font-weight: 600; color: #075; }
 .note { background: #eef6ee; padding: .5rem .8rem; }
 .error { background: #fbeaea; padding: .5rem .8rem; }
@@ -46,6 +61,7 @@ small { color: #666; }
 <h1>redis-sessions demo</h1>
 $message
 $content
+$back
 <p><small>app <code>$app</code> &middot; cookie <code>$app</code> &middot;
 sessions in Redis namespace <code>$namespace</code></small></p>
 </main></body></html>
@@ -62,29 +78,39 @@ _HOME = Template("""<p>Signed in as <b>$user</b>.
 This session has $visits page view$plural (a counter in the session data, written on every view).</p>
 <p>$active user$active_plural active in the last 10 minutes.</p>
 <h2>Your sessions</h2>
-<table>
+<div class="sessions"><table>
 <thead><tr><th>Browser</th><th>IP</th><th>Signed in</th><th>Last active</th><th>Views</th><th></th></tr></thead>
 <tbody>
 $rows
-</tbody></table>
+</tbody></table></div>
 <form class="inline" method="post" action="/logout">$csrf<button type="submit">Log out</button></form>
 <form class="inline" method="post" action="/logout-all">$csrf<button type="submit">Log out all devices</button></form>
 """)
 
 _ROW = Template("""<tr data-session="$handle" data-this="$this">
-<td>$browser$marker</td><td>$ip</td><td>$signed_in</td><td>$idle</td><td>$visits</td>
+<td data-label="Browser">$browser$marker</td><td data-label="IP">$ip</td>
+<td data-label="Signed in">$signed_in</td><td data-label="Last active">$idle</td>
+<td data-label="Views">$visits</td>
 <td><form method="post" action="/kill">$csrf<input type="hidden" name="session" value="$handle">
 <button type="submit">Log out</button></form></td></tr>""")
 
 _CSRF = Template('<input type="hidden" name="csrf" value="$token">')
 
+# the note of each action, and whether it belongs on the page of a logged-in visitor: a note
+# that does not fit the state the page shows (logged out elsewhere in between) is dropped
 _MESSAGES = {
-    "in": "Logged in.",
-    "out": "Logged out.",
-    "killed": "Logged out the other device.",
-    "all": "Logged out on all devices.",
-    "expired": "Your session has ended: log in again.",
+    "in": ("Logged in.", True),
+    "killed": ("Logged out the other device.", True),
+    "out": ("Logged out.", False),
+    "all": ("Logged out on all devices.", False),
+    "expired": ("Your session has ended: log in again.", False),
 }
+
+_BACK = '<p><a href="/">Back to the demo</a></p>'
+
+# letters that render as nothing (Hangul fillers, the braille blank) and marks that draw
+# nothing on their own: an id made only of these (or of Cf/Z*/C* characters) looks empty
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
 
 _HEADERS = [
     ("Content-Type", "text/html; charset=utf-8"),
@@ -134,6 +160,25 @@ def _created(token: str) -> float | None:
         return None
 
 
+def session_times(token: str, idle: int, now: float) -> tuple[int | None, int]:
+    """(seconds since sign-in or None, seconds since last activity), both as of ``now``.
+
+    The token's time comes from the clock of the process that made it (in ms), ``idle`` from
+    Redis's clock (whole seconds): read apart they can disagree by a second or more, so the
+    sign-in is never shown after the last activity.
+    """
+    idle = max(0, int(idle))
+    created = _created(token)
+    if created is None:
+        return None, idle
+    return max(int(now - created), idle), idle
+
+
+def has_visible(user_id: str) -> bool:
+    """Whether the id shows something: a letter, digit, punctuation or symbol that is drawn."""
+    return any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANK for c in user_id)
+
+
 class DemoApp:
     """The inner WSGI app; wrap it in ``SessionMiddleware`` (``make_app`` does)."""
 
@@ -155,13 +200,17 @@ class DemoApp:
         }
         if path == "/":
             if method not in ("GET", "HEAD"):
-                return self.respond(start_response, "405 Method Not Allowed", "Use GET.")
+                return self.respond(start_response, "405 Method Not Allowed", "Use GET.",
+                                    headers=[("Allow", "GET, HEAD")])
             return self.home(environ, start_response, session)
         action = routes.get(path)
         if action is None:
             return self.respond(start_response, "404 Not Found", "Not found.")
+        if path == "/login" and method in ("GET", "HEAD"):  # a bookmarked or typed-in URL
+            return self.redirect(start_response)
         if method != "POST":
-            return self.respond(start_response, "405 Method Not Allowed", "Use POST.")
+            return self.respond(start_response, "405 Method Not Allowed", "Use POST.",
+                                headers=[("Allow", "POST")])
         form = _read_form(environ)
         if path != "/login":
             if session.user_id is None:
@@ -177,49 +226,72 @@ class DemoApp:
 
     def page(self, session: Any, content: str, message: str = "", error: bool = False) -> bytes:
         note = f'<p class="{"error" if error else "note"}">{escape(message)}</p>' if message else ""
+        user = session.user_id if session is not None else None
         return _PAGE.substitute(
-            user=escape(session.user_id or "") if session is not None else "",
-            message=note, content=content, app=escape(self.app_name),
-            namespace=escape(self.namespace),
+            user=escape(user or ""), message=note, content=content,
+            back=_BACK if error and not content else "", app=escape(self.app_name),
+            namespace=escape(self.namespace), narrow=NARROW,
         ).encode()
 
     def respond(self, start_response: Callable[..., Any], status: str, text: str,
-                session: Any = None, content: str = "") -> list[bytes]:
+                session: Any = None, content: str = "",
+                headers: list[tuple[str, str]] | None = None) -> list[bytes]:
         body = self.page(session, content, text, error=not status.startswith("2"))
-        start_response(status, [*_HEADERS, ("Content-Length", str(len(body)))])
+        start_response(status, [*_HEADERS, *(headers or []), ("Content-Length", str(len(body)))])
         return [body]
 
-    def redirect(self, start_response: Callable[..., Any], message: str) -> list[bytes]:
-        start_response("303 See Other", [("Location", "/?" + urlencode({"m": message})),
-                                         ("Content-Length", "0"), ("Cache-Control", "no-store")])
+    @property
+    def flash_cookie(self) -> str:
+        return f"{self.app_name}-flash"
+
+    def redirect(self, start_response: Callable[..., Any], message: str = "") -> list[bytes]:
+        """303 to the home page, with ``message`` (a key of _MESSAGES) in the one-shot cookie."""
+        headers = [("Location", "/"), ("Content-Length", "0"), ("Cache-Control", "no-store")]
+        if message:
+            headers.append(("Set-Cookie", f"{self.flash_cookie}={message}; Path=/; "
+                            f"Max-Age={FLASH_MAX_AGE}; HttpOnly; SameSite=Lax"))
+        start_response("303 See Other", headers)
         return [b""]
 
+    def take_flash(self, environ: dict[str, Any], logged_in: bool) -> tuple[str, list]:
+        """The note the last action left for this page (if it fits), and the header that
+        removes it so that it shows once."""
+        pairs = (part.strip().partition("=") for part in environ.get("HTTP_COOKIE", "").split(";"))
+        key = next((value for name, _, value in pairs if name == self.flash_cookie), None)
+        if key is None:
+            return "", []
+        text, for_logged_in = _MESSAGES.get(key, ("", logged_in))
+        expire = ("Set-Cookie", f"{self.flash_cookie}=; Path=/; Max-Age=0; HttpOnly; "
+                  "SameSite=Lax")
+        return (text if for_logged_in == logged_in else ""), [expire]
+
     def home(self, environ: dict[str, Any], start_response: Callable[..., Any], session: Any):
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        message = _MESSAGES.get(query.get("m", [""])[0], "")
-        if session.user_id is None:
+        logged_in = session.user_id is not None
+        message, headers = self.take_flash(environ, logged_in)
+        if not logged_in:
             body = self.page(session, _LOGIN.substitute(user=""), message)
         else:
             session["visits"] = int(session.get("visits", 0)) + 1  # one write per page view
             body = self.page(session, self.sessions_table(session), message)
-        start_response("200 OK", [*_HEADERS, ("Content-Length", str(len(body)))])
+        start_response("200 OK", [*_HEADERS, *headers, ("Content-Length", str(len(body)))])
         return [body]
 
     def sessions_table(self, session: Any) -> str:
         csrf = _CSRF.substitute(token=escape(session.get("csrf", "")))
-        now = time.time()
+        now = time.time()  # one reading for every row
         rows = []
         mine = session.id
         for s in sorted(session.soid(), key=lambda s: (s["token"] != mine, s["idle"])):
             data = s.get("d", {})
             this = s["token"] == mine
-            created = _created(s["token"])
+            # this request is this device's latest activity
+            signed_in, idle = session_times(s["token"], 0 if this else s["idle"], now)
             rows.append(_ROW.substitute(
                 handle=handle(s["token"]), this="1" if this else "0",
                 browser=escape(describe_browser(str(data.get("ua", "")))),
                 marker=' <span class="this">(this device)</span>' if this else "",
-                ip=escape(s["ip"]), idle="now" if this else escape(ago(s["idle"])),
-                signed_in=escape(ago(now - created)) if created else "",
+                ip=escape(s["ip"]), idle="now" if this else escape(ago(idle)),
+                signed_in=escape(ago(signed_in)) if signed_in is not None else "",
                 visits=escape(str(session["visits"] if this else data.get("visits", 0))),
                 csrf=csrf,
             ))
@@ -236,6 +308,9 @@ class DemoApp:
     def login(self, environ, start_response, session, form):
         user = form.get("user", "").strip()
         try:
+            if user and not has_visible(user):
+                raise ValidationError("invalidFormat", "it has no visible character (use at "
+                                      "least one letter, digit or symbol)")
             session.upgrade(user)
         except ValidationError as exc:
             return self.respond(start_response, "400 Bad Request", f"That user id won't do: "

@@ -3,13 +3,15 @@
 ``run()`` is what ``redis-sessions demo`` calls: it binds the port first (so a busy port fails
 before anything starts), uses the Redis URL it is given or else starts the embedded Valkey server,
 serves until Ctrl-C or SIGTERM (or runs the scripted check and returns), and then stops all it
-started.
+started. At start it prints the admin command that inspects the demo's sessions, with the Redis
+URL spelled out: a bare ``redis-sessions ls`` would ask another Redis (127.0.0.1:6379).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socketserver
 import sys
@@ -19,12 +21,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from .. import validate
+from .._constants import DEFAULT_NAMESPACE
 from ..embedded import EmbeddedServer
 from ..manager import RedisSessions
 from .app import make_app
 from .check import run_check
 
-__all__ = ["ThreadingWSGIServer", "make_server", "serving", "run"]
+__all__ = ["ThreadingWSGIServer", "make_server", "serving", "run", "inspect_command"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -108,6 +111,7 @@ def run(*, host: str = DEFAULT_HOST, port: int | None = None, redis_url: str | N
         server = make_server(host, (0 if check else DEFAULT_PORT) if port is None else port,
                              quiet=check)
         stack.callback(server.server_close)
+        from_env = not redis_url and bool(os.environ.get("REDIS_URL"))
         url = redis_url or os.environ.get("REDIS_URL")
         if url:
             where = "Redis at " + _safe_url(url)
@@ -122,21 +126,46 @@ def run(*, host: str = DEFAULT_HOST, port: int | None = None, redis_url: str | N
         server.set_app(make_app(sessions, app_name))
         address = base_url(server, host)
         say(f"redis-sessions demo: sessions in {where}, namespace {namespace!r}")
+        inspect = inspect_command(app_name, url, namespace, from_env=from_env)
         if check:
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                       daemon=True)
             thread.start()
             stack.callback(thread.join, 5)
             stack.callback(server.shutdown)
+            say(f"redis-sessions demo: inspect its sessions with: {inspect}")
             run_check(address, app_name, say)
             say(f"demo check passed on {address}")
             return 0
         say(f"redis-sessions demo: serving on {address}  (Ctrl-C to stop)")
+        say(f"redis-sessions demo: inspect its sessions with: {inspect}")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             print("\nredis-sessions demo: stopped", file=sys.stderr, flush=True)
         return 0
+
+
+def inspect_command(app_name: str, url: str, namespace: str, *, from_env: bool = False) -> str:
+    """The shell command that lists the demo's sessions: ``ls`` with the demo's Redis URL (and
+    namespace when not the default). A URL with a password is not printed: taken from REDIS_URL
+    it is referred to as ``"$REDIS_URL"``, else the password is shown as ``***``."""
+    from ..cli import PROG
+
+    if _has_password(url):
+        where = '"$REDIS_URL"' if from_env else shlex.quote(_safe_url(url))
+    else:
+        where = shlex.quote(url)
+    command = f"{PROG} ls {shlex.quote(app_name)} --redis-url {where}"
+    if namespace != DEFAULT_NAMESPACE:
+        command += f" --namespace {shlex.quote(namespace)}"
+    return command
+
+
+def _has_password(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return bool(urlsplit(url).password)
 
 
 def _safe_url(url: str) -> str:

@@ -39,6 +39,8 @@ def _load(name: str, retry_safe: bool = True) -> Script:
 
 
 CREATE = _load("create", retry_safe=False)
+CREATE_ANONYMOUS = _load("create_anonymous", retry_safe=False)
+ROTATE = _load("rotate", retry_safe=False)  # a second run would find the old token gone
 GET = _load("get")
 SET = _load("set")  # a repeated merge writes the same values again
 KILL = _load("kill", retry_safe=False)

@@ -9,10 +9,23 @@
 -- Key and member names come from keys.py; here a token or an id is only appended to a prefix,
 -- and the two member formats ("token:id", "app:token:id") are built as keys.py documents them.
 -- Time is the server's (TIME), so every process agrees on it.
+--
+-- Write order: a script does everything that can fail (argument checks, size limits, PUBLISH,
+-- which an ACL may forbid) before its first write, because Redis does not roll a script back.
+--
+-- Anonymous sessions: a HASH "{ns}:{app}:an:{token}" with `ttl` and `d` (the JSON text of the
+-- data, absent when empty) and a Redis TTL of ttl seconds renewed on every use (no index, no
+-- wiper; Node never looks there). A rotated token (upgrade, regenerate)
+-- leaves a short-lived STRING "{ns}:{app}:rt:{token}": the successor's token when the same user
+-- keeps the session, "" when an anonymous session became a user's.
 
 local APP, SESSION_PREFIX, USER_PREFIX, CHANNEL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local REDIS_TTL = ARGV[5] == '1'
 local SESSIONS_KEY, USERS_KEY, EXPIRY_KEY = KEYS[1], KEYS[2], KEYS[3]
+-- the largest ttl a script accepts: EXPIRE and the index scores stay exact far beyond it
+local MAX_SCRIPT_TTL = 4294967295
+-- reply codes besides a session: a rotated token, refused or forwarded to its successor
+local ROTATED, FORWARDED = 2, 3
 
 local function now_seconds()
   return tonumber(redis.call('TIME')[1])
@@ -35,6 +48,37 @@ end
 -- The reply parsed by core.parse_session: id r w ttl idle ip d no_resave.
 local function reply(s)
   return {s.id, s.r, s.w, s.ttl, s.idle, s.ip or false, s.d or false, s.no_resave and 1 or 0}
+end
+
+-- The same reply for an anonymous session: an empty id marks it (user ids are never empty).
+local function anonymous_reply(d, ttl)
+  return {'', 0, 0, ttl, 0, false, d or false, 0}
+end
+
+-- An anonymous session's data text (false when empty) and ttl, or nil when there is none.
+local function load_anonymous(key)
+  local v = redis.call('HMGET', key, 'd', 'ttl')
+  local ttl = tonumber(v[2])
+  if not ttl then return nil end
+  return v[1], ttl
+end
+
+-- Write an anonymous session (d nil: empty) and give it ttl seconds from now.
+local function store_anonymous(key, d, ttl)
+  if d then redis.call('HSET', key, 'd', d, 'ttl', ttl) else
+    redis.call('HSET', key, 'ttl', ttl)
+    redis.call('HDEL', key, 'd')
+  end
+  redis.call('EXPIRE', key, ttl)
+end
+
+-- A ttl argument as a number, or an error reply before anything is written.
+local function checked_ttl(text)
+  local ttl = tonumber(text)
+  if not ttl or ttl ~= math.floor(ttl) or ttl < 1 or ttl > MAX_SCRIPT_TTL then
+    return nil, redis.error_reply('RSINVALID ttl out of range: ' .. tostring(text))
+  end
+  return ttl
 end
 
 -- Give key a Redis TTL of at least secs (never shortens one that is longer).
@@ -73,16 +117,18 @@ local function touch(s, token, now)
   end
 end
 
--- Remove one session and its index entries; returns the number of hashes deleted (0 or 1).
+-- Remove one session and its index entries; returns the number of hashes deleted (0 or 1) and
+-- whether the wiper's index held it (1 or 0: a hash Redis expired already leaves only that).
+-- The invalidation is published first: it is the step an ACL may refuse.
 local function kill(token, id)
+  publish(token)
   local n = redis.call('DEL', SESSION_PREFIX .. token)
   local user_key = USER_PREFIX .. id
   redis.call('ZREM', SESSIONS_KEY, token .. ':' .. id)
   redis.call('SREM', user_key, token)
-  redis.call('ZREM', EXPIRY_KEY, APP .. ':' .. token .. ':' .. id)
+  local indexed = redis.call('ZREM', EXPIRY_KEY, APP .. ':' .. token .. ':' .. id)
   if redis.call('EXISTS', user_key) == 0 then redis.call('ZREM', USERS_KEY, id) end
-  publish(token)
-  return n
+  return n, indexed
 end
 
 -- The session at key when it is live; an expired one is removed on the spot (with its index
@@ -209,6 +255,16 @@ local function merge(stored, first)
   end
   if #parts == 0 then return nil, 0 end
   return '{' .. table.concat(parts, ',') .. '}', #parts
+end
+
+-- Start a user session in hash s.key (checks done by the caller): fields, token set, indexes.
+local function store(s, token, now)
+  redis.call('HSET', s.key, 'id', s.id, 'r', 1, 'w', 1, 'ip', s.ip, 'la', now, 'ttl', s.ttl)
+  if s.d then redis.call('HSET', s.key, 'd', s.d) end
+  if s.no_resave then redis.call('HSET', s.key, 'no_resave', 1) end
+  redis.call('SADD', USER_PREFIX .. s.id, token)
+  s.r, s.w, s.la, s.idle, s.new = 1, 1, now, 0, true
+  touch(s, token, now)
 end
 
 local function refuse_data(text, count, max_bytes, max_keys)

