@@ -1240,8 +1240,12 @@ cdef inline int _put_char(_Buf *b, char c) except -1:
     return 0
 
 
-cdef const char *_utf8_of(object text, Py_ssize_t *n, object key) except NULL:
+cdef inline const char *_utf8_of(object text, Py_ssize_t *n, object key) except NULL:
     """The UTF-8 of a str (or str subclass); ValidationError for lone surrogates."""
+    rs_str_ready(text)
+    if rs_str_is_ascii(text):  # its own bytes: nothing to check, no exception state to save
+        n[0] = PyUnicode_GET_LENGTH(text)
+        return <const char *>PyUnicode_1BYTE_DATA(text)
     try:
         return PyUnicode_AsUTF8AndSize(text, n)
     except UnicodeEncodeError:
@@ -1310,7 +1314,7 @@ cdef int _put_member(_Buf *b, object k, object item, object key, int depth, bint
     if not first:
         _put_char(b, 44)  # ","
     if not PyUnicode_Check(k):
-        raise key_not_text(k)
+        raise key_not_text(k, key)
     _put_string(b, k, key)
     _put_char(b, 58)  # ":"
     return _put_value(b, item, key, depth + 1)

@@ -1,6 +1,7 @@
 """Requests per second under gunicorn: bare Flask / WSGI vs Flask-Session vs redis-sessions.
 
-    python bench/http.py [--seconds 5] [--rounds 3] [--connections 8] [--redis-url URL] [--json FILE]
+    python bench/http.py [--seconds 5] [--rounds 3] [--connections 8] [--redis-url URL]
+                         [--json FILE]
 
 Starts one gunicorn (2 sync workers, a free loopback port) per stack of bench/http_apps.py, gets
 a session cookie from each (a logged-in user's for redis-sessions), then drives ``/read`` and
@@ -25,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +161,7 @@ class WriteProbe:
     def __init__(self, client: redis.Redis, stack: str, cookie: str) -> None:
         self.client, self.stack = client, stack
         value = cookie.split("=", 1)[1]
+        self.key: str | None
         if stack.endswith("_rs"):
             self.key = Keys(NAMESPACE).session(APP, value)  # an unsigned cookie: the token
         elif stack == "flask_session":
@@ -241,6 +242,9 @@ def summarize(cells: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
            for s in STACKS}
     ratio = {s: {r: med[s][r] / med[BASELINE[s]][r] for r in ROUTES} for s in BASELINE}
     vs_fs = {r: ratio["flask_rs"][r] / ratio["flask_session"][r] for r in ROUTES}
+    # the same ratios within each round (cells of one round ran minutes apart at most)
+    per_round = {s: {r: [c["rps"] / b["rps"] for c, b in zip(cells[s][r], cells[BASELINE[s]][r])]
+                     for r in ROUTES} for s in BASELINE}
     redis_cost = {s: {r: {k: statistics.median(c[k] for c in cells[s][r])
                           for k in ("redis_cpu_us_per_req", "redis_cmds_per_req",
                                     "scripts_per_req")}
@@ -250,6 +254,7 @@ def summarize(cells: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
     missed += [f"/{r}: {vs_fs[r]:.2f}x Flask-Session's ratio < {GOAL_VS_FLASK_SESSION}x"
                for r in ROUTES if vs_fs[r] < GOAL_VS_FLASK_SESSION]
     return {"median_rps": med, "ratio_vs_bare": ratio, "flask_rs_vs_flask_session": vs_fs,
+            "ratio_vs_bare_per_round": per_round,
             "redis_per_request": redis_cost, "goals_missed": missed}
 
 
@@ -263,12 +268,16 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
           f"|------------------------:|--------------------------:|------------:|")
     for s in STACKS:
         vs = {r: f"{ratio[s][r]:.2f}x" if s in ratio else "1" for r in ROUTES}
-        c = cost[s]
+        rd, wr = cost[s]["read"], cost[s]["write"]
         print(f"| {LABELS[s]:<24}| {med[s]['read']:11.0f} | {vs['read']:>7} "
               f"| {med[s]['write']:12.0f} | {vs['write']:>7} "
-              f"| {c['read']['redis_cpu_us_per_req']:10.1f} / {c['write']['redis_cpu_us_per_req']:<10.1f} "
-              f"| {c['read']['redis_cmds_per_req']:12.2f} / {c['write']['redis_cmds_per_req']:<11.2f}"
-              f"| {c['read']['scripts_per_req']:4.2f} / {c['write']['scripts_per_req']:<4.2f} |")
+              f"| {rd['redis_cpu_us_per_req']:10.1f} / {wr['redis_cpu_us_per_req']:<10.1f} "
+              f"| {rd['redis_cmds_per_req']:12.2f} / {wr['redis_cmds_per_req']:<11.2f}"
+              f"| {rd['scripts_per_req']:4.2f} / {wr['scripts_per_req']:<4.2f} |")
+    spread = summary["ratio_vs_bare_per_round"]
+    print("per-round ratios vs bare: " + "; ".join(
+        f"{LABELS[s]} /{r} {min(spread[s][r]):.2f}-{max(spread[s][r]):.2f}"
+        for s in BASELINE for r in ROUTES))
     vs_fs = summary["flask_rs_vs_flask_session"]
     print(f"Flask + redis-sessions' ratio / Flask-Session's ratio: /read {vs_fs['read']:.2f}x, "
           f"/write {vs_fs['write']:.2f}x")
@@ -276,7 +285,8 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
           "main-thread CPU per request)")
     missed = summary["goals_missed"]
     print("goals (Flask + redis-sessions >= 0.8x bare /read, >= 0.7x /write, >= 1.25x "
-          "Flask-Session's ratio): " + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+          "Flask-Session's ratio): "
+          + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -152,25 +152,32 @@ def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
 
 
 def script_overhead(client: redis.Redis, n: int) -> dict[str, float]:
-    """Server CPU µs per EVALSHA of a script that does nothing, without and with the shared
-    prelude every session script starts with (scripts/_lib.lua): the fixed cost of a script."""
+    """Server CPU µs per PING, and per EVALSHA of a script that does nothing, without and with
+    the shared prelude every session script starts with (scripts/_lib.lua): the fixed costs of
+    a round trip and of a script."""
     from importlib import resources
 
     prelude = resources.files("redis_sessions.scripts").joinpath("_lib.lua").read_text()
-    out = {}
-    for name, body in (("EVALSHA of 'return 1'", "return 1"),
-                       ("EVALSHA of _lib.lua + 'return 1'", prelude + "\nreturn 1")):
+    def evalsha(body: str) -> Callable[[], object]:
         sha = client.script_load(body)
+        return lambda: client.evalsha(sha, 0)
+
+    calls: dict[str, Callable[[], object]] = {
+        "PING (one round trip, no script)": client.ping,
+        "EVALSHA of 'return 1'": evalsha("return 1"),
+        "EVALSHA of _lib.lua + 'return 1'": evalsha(prelude + "\nreturn 1"),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
         for _ in range(100):
-            client.evalsha(sha, 0)
-        runs = []
-        for _ in range(3):
+            call()
+    for _ in range(5):  # interleaved, as everything else here
+        for name, call in calls.items():
             cpu = server_cpu_us(client)
             for _ in range(n):
-                client.evalsha(sha, 0)
-            runs.append((server_cpu_us(client) - cpu) / n)
-        out[name] = statistics.median(runs)
-    return out
+                call()
+            runs[name].append((server_cpu_us(client) - cpu) / n)
+    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -220,7 +227,7 @@ def report(summary: dict[str, Any], args: argparse.Namespace, server: str) -> No
                          for c, v in sorted(commands[name][op].items(),
                                             key=lambda kv: -kv[1]["usec"])]
                 print(f"    {LABELS[name]:<22} " + ", ".join(parts))
-        print("Fixed cost of a script (server CPU µs per call, median of 3 x n calls):")
+        print("Fixed costs (server CPU µs per call, median of 5 interleaved runs of n calls):")
         for what, us in summary["script_overhead_us"].items():
             print(f"  {what:<36}{us:7.1f}")
 

@@ -30,6 +30,13 @@ SIGNED_HEADER = HEADER.replace(TOKEN, SIGNED)
 DATA = {f"field{i}": (f"value number {i}" if i % 3 else i * 1000 + 7) for i in range(10)}
 CHANGED = dict(DATA, field4="changed")
 REPLY = [b"user-42", 3, 1, 7200, 12, b"10.0.0.1", json.dumps(DATA).encode(), 0]
+# nested data: a cart of items and a preferences object; the change is an in-place append
+NESTED = {"user": "ada", "cart": [{"sku": f"sku-{i}", "qty": i + 1, "price": 9.99 * i} for i in range(5)],
+          "prefs": {"theme": "dark", "tags": ["a", "b", "c"], "limits": {"daily": 10, "ok": True}}}
+NESTED_SNAP = pure.snapshot(NESTED)
+NESTED_CHANGED = json.loads(json.dumps(NESTED))
+NESTED_CHANGED["cart"].append({"sku": "new", "qty": 1, "price": 1.5})
+NESTED_REPLY = [b"user-42", 3, 1, 7200, 12, b"10.0.0.1", json.dumps(NESTED).encode(), 0]
 
 
 def cases(m: ModuleType) -> dict[str, Callable[[], object]]:
@@ -43,6 +50,12 @@ def cases(m: ModuleType) -> dict[str, Callable[[], object]]:
         "parse_session": lambda: m.parse_session(REPLY),
         "encode_changes": lambda: m.encode_changes(CHANGED),
         "pack_command": lambda: m.pack_command([b"EVALSHA", b"a" * 40, 2, "rs:app:" + TOKEN, 7200]),
+        "check_value": lambda: m.check_value("field1", "value number 1"),
+        "snapshot_nested": lambda: m.snapshot(NESTED),
+        "diff_nested": lambda: m.diff(NESTED_SNAP, NESTED_CHANGED),
+        "diff_nested_same": lambda: m.diff(NESTED_SNAP, NESTED),
+        "parse_nested": lambda: m.parse_session(NESTED_REPLY),
+        "encode_nested": lambda: m.encode_changes(NESTED),
     }
 
 

@@ -285,7 +285,7 @@ def _encode_value(value: object, key: object, depth: int, out: list[bytes]) -> N
         out.append(b"{")
         for i, (k, item) in enumerate(value.items()):
             if not isinstance(k, str):
-                raise key_not_text(k)
+                raise key_not_text(k, key)
             if i:
                 out.append(b",")
             out.append(_utf8(_json_string(k), key))

@@ -20,7 +20,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._constants import DEFAULT_NAMESPACE, MAX_TTL, MIN_TTL
@@ -143,17 +144,39 @@ def _session_json(s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _print_sessions(sessions: list[dict[str, Any]], args: argparse.Namespace, what: str) -> None:
+# ls prints as it reads: the first rows fix the table's column widths
+_FIRST_ROWS = 100
+_HEADER = ["TOKEN", "USER", "IP", "IDLE", "TTL", "READS", "WRITES", "DATA KEYS"]
+
+
+def _row(s: dict[str, Any]) -> list[str]:
+    return [s["token"], s["id"], s["ip"], _ago(s["idle"]), str(s["ttl"]), str(s["r"]),
+            str(s["w"]), ",".join(sorted(s.get("d", {})))]
+
+
+def _print_sessions(sessions: Iterable[dict[str, Any]], args: argparse.Namespace,
+                    what: str) -> None:
+    """Print the sessions as they come (the manager reads them page by page), so listing a
+    million sessions holds one page in memory, not a million."""
+    count = 0
     if args.json:
-        print(json.dumps({"app": args.app, "sessions": [_session_json(s) for s in sessions]}))
+        sys.stdout.write(json.dumps({"app": args.app})[:-1] + ', "sessions": [')
+        for count, s in enumerate(sessions, 1):
+            sys.stdout.write((", " if count > 1 else "") + json.dumps(_session_json(s)))
+        sys.stdout.write("]}\n")
         return
-    if not sessions:
+    stream = iter(sessions)
+    first = [_row(s) for s in itertools.islice(stream, _FIRST_ROWS)]
+    if not first:
         print(f"no sessions {what} {_asked(args)}")
         return
-    rows = [[s["token"], s["id"], s["ip"], _ago(s["idle"]), str(s["ttl"]), str(s["r"]),
-             str(s["w"]), ",".join(sorted(s.get("d", {})))] for s in sessions]
-    print(_table(rows, ["TOKEN", "USER", "IP", "IDLE", "TTL", "READS", "WRITES", "DATA KEYS"]))
-    print(f"{len(sessions)} session{'' if len(sessions) == 1 else 's'} {what}")
+    print(_table(first, _HEADER))
+    widths = [max(len(r[i]) for r in [_HEADER, *first]) for i in range(len(_HEADER))]
+    count = len(first)
+    for s in stream:
+        print("  ".join(cell.ljust(w) for cell, w in zip(_row(s), widths)).rstrip())
+        count += 1
+    print(f"{count} session{'' if count == 1 else 's'} {what}")
 
 
 def _asked(args: argparse.Namespace) -> str:
@@ -221,14 +244,15 @@ def _admin(args: argparse.Namespace) -> int:
         manager.ping()  # fail fast and plainly (exit 3) before any script runs
         command = args.command
         if command == "ls":
+            sessions: Iterable[dict[str, Any]]
             if args.user is not None:
-                sessions = manager.soid(args.app, args.user)
+                sessions = manager.iter_soid(args.app, args.user)
                 if args.since is not None:
-                    sessions = [s for s in sessions if s["idle"] <= args.since]
+                    sessions = (s for s in sessions if s["idle"] <= args.since)
                 what = f"of user {args.user!r} in {args.app}"
             else:
                 since = DEFAULT_SINCE if args.since is None else args.since
-                sessions = manager.soapp(args.app, since)
+                sessions = manager.iter_soapp(args.app, since)
                 what = f"of {args.app} active in the last {since}s"
             _print_sessions(sessions, args, what)
         elif command == "activity":

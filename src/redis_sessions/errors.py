@@ -8,6 +8,8 @@ Redis itself; ``BackendUnavailable`` is the one for "Redis could not be reached 
 
 from __future__ import annotations
 
+from ._constants import MAX_DEPTH
+
 __all__ = [
     "SessionError",
     "ValidationError",
@@ -15,6 +17,7 @@ __all__ = [
     "BackendUnavailable",
     "SessionTooLarge",
     "SessionRotated",
+    "ReplicationTimeout",
     "forbidden_type",
     "not_finite",
     "key_not_text",
@@ -71,7 +74,8 @@ class BackendUnavailable(BackendError):
 def forbidden_type(key: object) -> ValidationError:
     return ValidationError(
         "invalidValue",
-        f"d.{key} has a forbidden type. Only strings, numbers, boolean and null are allowed.",
+        f"d.{key} has a forbidden type. Only strings, numbers, booleans, null, lists and objects "
+        "are allowed.",
     )
 
 
@@ -79,8 +83,13 @@ def not_finite(key: object) -> ValidationError:
     return ValidationError("invalidValue", f"d.{key} must be a finite number")
 
 
-def key_not_text(key: object) -> ValidationError:
-    return ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+def key_not_text(key: object, inside: object = None) -> ValidationError:
+    """A key that is not a str: a top-level one, or one inside the value of ``inside``."""
+    if inside is None:
+        return ValidationError("invalidValue", f"d keys must be strings, got {type(key).__name__}")
+    return ValidationError(
+        "invalidValue", f"d.{inside} holds a key that is not a string ({type(key).__name__})"
+    )
 
 
 def not_unicode(key: object) -> ValidationError:
@@ -88,8 +97,6 @@ def not_unicode(key: object) -> ValidationError:
 
 
 def too_deep(key: object) -> ValidationError:
-    from ._constants import MAX_DEPTH
-
     return ValidationError(
         "invalidValue", f"d.{key} is nested too deeply (more than {MAX_DEPTH} levels of lists and objects)"
     )
@@ -97,3 +104,16 @@ def too_deep(key: object) -> ValidationError:
 
 def number_too_large(key: object) -> ValidationError:
     return ValidationError("invalidValue", f"d.{key} holds an integer with too many digits to store")
+
+
+class ReplicationTimeout(BackendError):
+    """``durability="replicated"``: the write was done on the master, but fewer replicas than
+    asked acknowledged it in time (WAIT), so a failover now could still undo it.
+
+    ``acknowledged`` is how many replicas did; ``reply`` the operation's own reply.
+    """
+
+    def __init__(self, message: str, acknowledged: int, reply: object = None) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+        self.reply = reply

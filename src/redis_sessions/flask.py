@@ -115,6 +115,9 @@ class RedisSessionInterface(SessionInterface):
         accessed = session.accessed
         if accessed:
             response.vary.add("Cookie")
+        # writes made without reading go first, blind, in the request's only round trip; the
+        # reply tells the data, so the steps below need no load of their own
+        early = session.finish() if not session.loaded and session.pending else 0
         permanent = False
         # reading the data now would load a lazy session nobody touched: leave it alone
         if accessed or not self.handler.lazy:
@@ -130,7 +133,7 @@ class RedisSessionInterface(SessionInterface):
                 lifetime = int(app.permanent_session_lifetime.total_seconds())
                 if session.ttl != lifetime:
                     session.ttl = lifetime
-        op = session.finish()
+        op = session.finish() or early
         if not op and permanent and session.id is not None \
                 and app.config["SESSION_REFRESH_EACH_REQUEST"]:
             op = COOKIE_SET

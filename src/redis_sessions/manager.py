@@ -10,10 +10,11 @@ nothing of HTTP; the web layer calls it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from . import core, validate
 from ._constants import (
@@ -27,7 +28,7 @@ from ._constants import (
 )
 from .cache import LocalCache
 from .errors import SessionError, ValidationError
-from .operations import CHUNK, Call, Calls, Op, Operations, Session, T
+from .operations import CHUNK, PAGE, Call, Calls, Op, Operations, Session, T, Wait
 from .wiper import Wiper
 from .wire import Wire, backend_error
 
@@ -39,17 +40,44 @@ SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 
 
-def make_client(redis_: redis.Redis | str | None) -> tuple[redis.Redis, bool]:
-    """The client to use and whether we own it (built it, so close() closes it)."""
-    if isinstance(redis_, redis.Redis):
+# durability="replicated": the replicas to wait for and how long, unless given
+DEFAULT_REPLICAS = 1
+DEFAULT_WAIT_MS = 1000
+
+
+def make_client(redis_: redis.Redis | RedisCluster | str | None, layout: str = "node"
+                ) -> tuple[redis.Redis | RedisCluster, bool]:
+    """The client to use and whether we own it (built it, so close() closes it). A URL with
+    ``layout="cluster"`` builds a RedisCluster (which asks the node for the slot map now)."""
+    if isinstance(redis_, (redis.Redis, RedisCluster)):
         return redis_, False
     url = redis_ or os.environ.get("REDIS_URL") or DEFAULT_URL
     if not isinstance(url, str):
-        raise TypeError("redis must be a redis.Redis client, a URL string or None")
+        raise TypeError("redis must be a redis.Redis or RedisCluster client, a URL string or None")
+    if layout == "cluster":
+        try:
+            cluster = RedisCluster.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+            )
+        except redis.RedisError as exc:
+            raise backend_error(exc) from exc
+        return cluster, True
     client = redis.Redis.from_url(
         url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
     )
     return client, True
+
+
+def _durability(durability: str | None, replicas: int, timeout_ms: int) -> Wait | None:
+    if durability is None:
+        return None
+    if durability != "replicated":
+        raise ValidationError("invalidValue", 'durability must be None or "replicated"')
+    if not isinstance(replicas, int) or replicas < 1:
+        raise ValidationError("invalidValue", "replicas must be an integer >= 1")
+    if not isinstance(timeout_ms, int) or timeout_ms < 1:
+        raise ValidationError("invalidValue", "timeout_ms must be an integer >= 1")
+    return (replicas, timeout_ms)
 
 
 class RedisSessions(Operations):
@@ -60,11 +88,17 @@ class RedisSessions(Operations):
     ``cache_time`` > 0 turns on the local cache of get() replies, for that many seconds.
     ``redis_ttl`` keeps a Redis TTL on every session key so memory is reclaimed even when no
     wiper runs; turn it off when Node processes share the sessions (Node never refreshes it).
+
+    ``layout="cluster"`` (ours, Node cannot read it; keys.py) keeps every key of a user in one
+    Redis Cluster slot; ``redis`` may then be a ``RedisCluster`` (or a URL of one node). The
+    default, Node's layout, refuses a cluster client. ``durability="replicated"`` makes create,
+    upgrade, regenerate, kill/destroy, killsoid and killall wait until ``replicas`` replicas
+    acknowledged the write (WAIT, at most ``timeout_ms``), else raise ``ReplicationTimeout``.
     """
 
     def __init__(
         self,
-        redis: redis.Redis | str | None = None,
+        redis: redis.Redis | RedisCluster | str | None = None,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         wipe: int = DEFAULT_WIPE,
@@ -73,12 +107,27 @@ class RedisSessions(Operations):
         redis_ttl: bool = True,
         max_data_keys: int = MAX_DATA_KEYS,
         max_data_bytes: int = MAX_DATA_BYTES,
+        layout: str = "node",
+        durability: str | None = None,
+        replicas: int = DEFAULT_REPLICAS,
+        timeout_ms: int = DEFAULT_WAIT_MS,
     ) -> None:
-        super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes)
+        super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
+                         _durability(durability, replicas, timeout_ms))
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
-        self.client, self._owns_client = make_client(redis)
-        self._wire = Wire(self.client)
+        if isinstance(redis, RedisCluster) and layout != "cluster":
+            raise ValidationError("invalidValue", "a RedisCluster client needs layout=\"cluster\" "
+                                  "(Node's layout puts an app's keys in many slots)")
+        self.client, self._owns_client = make_client(redis, layout)
+        self._wire: Any
+        if isinstance(self.client, RedisCluster):
+            from .cluster_wire import ClusterWire
+
+            self._wire = ClusterWire(self.client)
+        else:
+            self._wire = Wire(self.client)
+        self._checked_not_cluster = layout == "cluster"
         self.cache = (
             LocalCache(self.client, self.keys.cache_channel, cache_time, cache_max)
             if cache_time > 0
@@ -97,11 +146,11 @@ class RedisSessions(Operations):
             while True:
                 try:
                     if isinstance(step, Call):
-                        reply: Any = wire.run(step.script, step.keys, step.args)
+                        reply: Any = wire.run(step.script, step.keys, step.args, step.wait)
                     elif isinstance(step, Calls):
-                        reply = wire.run_many(step.script, step.calls)
+                        reply = wire.run_many(step.script, step.calls, step.wait)
                     else:
-                        reply = wire.command(step.args)
+                        reply = wire.command(step.args, step.key)
                 except SessionError as exc:
                     step = op.throw(exc)
                 else:
@@ -221,6 +270,24 @@ class RedisSessions(Operations):
         """The live sessions of ``app`` active within ``dt`` seconds, newest first."""
         return self._drive(self._soapp(app, dt))
 
+    def iter_soapp(self, app: str, dt: int, page: int = PAGE) -> Iterator[Session]:
+        """soapp() one page at a time (each page one bounded script per index read), newest
+        first: for admin listings of any size."""
+        listing = self._soapp_listing(app, dt, page)
+        while sessions := self._drive(self._soapp_next(listing)):
+            yield from sessions
+
+    def iter_soid(self, app: str, id: str | int, page: int = PAGE) -> Iterator[Session]:
+        """soid() one page at a time (SSCAN), each session once."""
+        seen: set[str] = set()
+        cursor: Any = "0"
+        while cursor is not None:
+            sessions, cursor = self._drive(self._soid_page(app, id, cursor, page))
+            for session in sessions:
+                if session["token"] not in seen:
+                    seen.add(session["token"])
+                    yield session
+
     def activity(self, app: str, dt: int) -> int:
         """How many distinct user ids of ``app`` were active within ``dt`` seconds."""
         return self._drive(self._activity(app, dt))
@@ -237,7 +304,13 @@ class RedisSessions(Operations):
     def ping(self) -> bool:
         """True when Redis answers."""
         try:
-            return bool(self.client.ping())
+            alive = bool(self.client.ping())
+            if not self._checked_not_cluster:  # Node's layout cannot work on a cluster node
+                if self.client.info("cluster").get("cluster_enabled"):
+                    raise ValidationError("invalidValue", "this Redis is a cluster node: use "
+                                          "layout=\"cluster\" (Node's layout spans many slots)")
+                self._checked_not_cluster = True
+            return alive
         except redis.RedisError as exc:
             raise backend_error(exc) from exc
 

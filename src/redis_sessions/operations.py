@@ -9,6 +9,8 @@ validation, key naming, scripts and reply parsing exist once.
 
 from __future__ import annotations
 
+import heapq
+import secrets
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar, Union
 
@@ -16,39 +18,56 @@ from . import core, scripts, validate
 from ._constants import MAX_DATA_BYTES, MAX_DATA_KEYS, ROTATION_GRACE
 from .cache import LocalCache
 from .errors import BackendError, SessionError, ValidationError
-from .keys import Keys, parse_expiry_member
+from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
+from .keys import with_bucket
 
 Session = dict[str, Any]
 Arg = Union[bytes, str, int]
 T = TypeVar("T")
 
-# How many sessions one killall()/wipe() step handles, so Redis never blocks for long.
-CHUNK = 500
+# Bounds on the work of one Redis call of the admin operations, so none blocks Redis for long
+# whatever the data size (bench/scale.py measures them; each stays well under 5 ms):
+CHUNK = 500  # wipe (Node's layout): expired members read per step, each killed by its own script
+KILL_CHUNK = 50  # killall, killsoid, wipe (cluster layout): sessions killed by one script
+PAGE = 100  # soapp, soid: sessions read by one script (iter_soapp/iter_soid: page=)
+LAYOUTS = ("node", "cluster")
 _MAX_APP_CONTEXTS = 1024
 # Script replies besides a session (scripts/_lib.lua): a rotated token; a change forwarded to it
 _ROTATED = 2
 _FORWARDED = 3
 
 
+# (replicas, timeout in ms): after the step's writes, WAIT on the same connection until that many
+# replicas acknowledged them; fewer in time raises ReplicationTimeout (durability="replicated").
+Wait = tuple[int, int]
+
+
 class Call(NamedTuple):
-    """Run one script (EVALSHA) with these keys and arguments."""
+    """Run one script (EVALSHA) with these keys and arguments.
+
+    Every key of one call lives in one cluster slot; a cluster wire routes by ``keys[0]``."""
 
     script: scripts.Script
     keys: tuple[Arg, ...]
     args: tuple[Arg, ...]
+    wait: Wait | None = None
 
 
 class Calls(NamedTuple):
-    """Run one script for several (keys, args) sets in one round trip."""
+    """Run one script for several (keys, args) sets in one round trip (one per master in a
+    cluster, each set routed by its first key); replies come back in the order of ``calls``."""
 
     script: scripts.Script
     calls: list[tuple[tuple[Arg, ...], tuple[Arg, ...]]]
+    wait: Wait | None = None
 
 
 class Command(NamedTuple):
-    """Run one plain Redis command."""
+    """Run one plain Redis command; ``key`` (a key it touches, None for none) routes it in a
+    cluster (None: any master)."""
 
     args: tuple[Arg, ...]
+    key: Arg | None = None
 
 
 Step = Union[Call, Calls, Command]
@@ -56,17 +75,30 @@ Op = Generator[Step, Any, T]
 
 
 class AppContext:
-    """The keys and leading script arguments of one app, built once per app."""
+    """The keys and leading script arguments of one app (in the cluster layout: of one bucket
+    of one app, whose keys share a slot), built once."""
 
     __slots__ = ("keys", "args", "session_prefix", "user_prefix", "anonymous_prefix",
-                 "rotated_prefix")
+                 "rotated_prefix", "bucket", "registered")
 
-    def __init__(self, keys: Keys, app: str, redis_ttl: bool) -> None:
-        self.session_prefix = keys.session_prefix(app)
-        self.user_prefix = keys.user_prefix(app)
-        self.anonymous_prefix = keys.anonymous_prefix(app)
-        self.rotated_prefix = keys.rotated_prefix(app)
-        self.keys = (keys.sessions(app), keys.users(app), keys.expiry)
+    def __init__(self, keys: Keys | ClusterKeys, app: str, redis_ttl: bool,
+                 bucket: int | None = None) -> None:
+        self.bucket = bucket
+        self.registered = True  # Node's layout: the wiper needs no list of apps
+        if isinstance(keys, ClusterKeys):
+            assert bucket is not None
+            self.session_prefix = keys.session_prefix(app, bucket)
+            self.user_prefix = keys.user_prefix(app, bucket)
+            self.anonymous_prefix = keys.anonymous_prefix(app, bucket)
+            self.rotated_prefix = keys.rotated_prefix(app, bucket)
+            self.keys = (keys.sessions(app, bucket), keys.users(app, bucket),
+                         keys.expiry(app, bucket))
+        else:
+            self.session_prefix = keys.session_prefix(app)
+            self.user_prefix = keys.user_prefix(app)
+            self.anonymous_prefix = keys.anonymous_prefix(app)
+            self.rotated_prefix = keys.rotated_prefix(app)
+            self.keys = (keys.sessions(app), keys.users(app), keys.expiry)
         self.args = (app, self.session_prefix, self.user_prefix, keys.cache_channel,
                      "1" if redis_ttl else "0")
 
@@ -75,8 +107,106 @@ class AppContext:
         return (self.session_prefix + token, self.anonymous_prefix + token,
                 self.rotated_prefix + token)
 
-    def call(self, script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Call:
-        return Call(script, (*self.keys, *keys), (*self.args, *args))
+    def call(self, script: scripts.Script, keys: Sequence[Arg], args: Sequence[Arg],
+             wait: Wait | None = None) -> Call:
+        return Call(script, (*self.keys, *keys), (*self.args, *args), wait)
+
+    def new_token(self) -> str:
+        token = core.new_token()
+        return token if self.bucket is None else with_bucket(token, self.bucket)
+
+    # Node's layout is one slot for everything: the lookups of the cluster layout give itself.
+    def of_user(self, user: str) -> AppContext:
+        return self
+
+    def of_token(self, token: str) -> AppContext | None:
+        return self
+
+    def every(self) -> Sequence[AppContext]:
+        return (self,)
+
+    def any(self) -> AppContext:
+        return self
+
+
+class ClusterApp:
+    """One app in the cluster layout: a context per bucket, built when first used."""
+
+    __slots__ = ("keys", "app", "redis_ttl", "registered", "_buckets")
+
+    def __init__(self, keys: ClusterKeys, app: str, redis_ttl: bool) -> None:
+        self.keys, self.app, self.redis_ttl = keys, app, redis_ttl
+        self.registered = False  # recorded in the apps set (for the wiper) by this process
+        self._buckets: list[AppContext | None] = [None] * BUCKETS
+
+    def bucket(self, bucket: int) -> AppContext:
+        ctx = self._buckets[bucket]
+        if ctx is None:
+            ctx = self._buckets[bucket] = AppContext(self.keys, self.app, self.redis_ttl, bucket)
+        return ctx
+
+    def of_user(self, user: str) -> AppContext:
+        return self.bucket(user_bucket(user))
+
+    def of_token(self, token: str) -> AppContext | None:
+        bucket = token_bucket(token)
+        return None if bucket is None else self.bucket(bucket)
+
+    def every(self) -> Sequence[AppContext]:
+        return [self.bucket(b) for b in range(BUCKETS)]
+
+    def any(self) -> AppContext:
+        return self.bucket(secrets.randbelow(BUCKETS))
+
+
+class _Stream:
+    """One index's position in a soapp listing: its next entries, newest first."""
+
+    __slots__ = ("ctx", "floor", "after", "items", "done")
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.floor: Arg = ""
+        self.after: tuple[Arg, Arg] = ("", "")
+        self.items: list[tuple[float, Session]] = []  # reversed: the newest is last
+        self.done = False
+
+    def call(self, dt: int, page: int) -> Call:
+        return self.ctx.call(scripts.SOAPP, (), (dt, self.floor, *self.after, page))
+
+    def fill(self, reply: list[Any]) -> None:
+        self.floor = reply[0]
+        if reply[1] is None:
+            self.done = True
+        else:
+            self.after = (reply[1], reply[2])
+        flat = reply[3:]
+        items = []
+        for i in range(0, len(flat), 3):
+            session = core.parse_session(flat[i + 1])
+            if session is not None:
+                token = flat[i]
+                session["token"] = token.decode() if isinstance(token, bytes) else token
+                items.append((float(flat[i + 2]), session))
+        items.reverse()
+        self.items = items
+
+
+class SoappListing:
+    """The state of one soapp listing across pages: every index merged, newest first."""
+
+    __slots__ = ("dt", "page", "streams", "heap", "started")
+
+    def __init__(self, contexts: Sequence[AppContext], dt: int, page: int) -> None:
+        self.dt = dt
+        self.page = page
+        self.streams = [_Stream(ctx) for ctx in contexts]
+        self.heap: list[tuple[float, int]] = []  # (-score of a stream's newest entry, stream)
+        self.started = False
+
+    def stream_page(self) -> int:
+        """Entries read per script: a fan-out reads less from each bucket."""
+        return self.page if len(self.streams) == 1 else max(16, self.page // 8)
 
 
 def parse(reply: object) -> Session | None:
@@ -114,25 +244,41 @@ class Operations:
     cache: LocalCache | None
 
     def __init__(self, namespace: str, redis_ttl: bool, max_data_keys: int = MAX_DATA_KEYS,
-                 max_data_bytes: int = MAX_DATA_BYTES) -> None:
+                 max_data_bytes: int = MAX_DATA_BYTES, layout: str = "node",
+                 wait: Wait | None = None) -> None:
         if not isinstance(namespace, str) or not namespace or ":" in namespace:
             raise ValidationError("invalidFormat", "Invalid namespace format")
+        if layout not in LAYOUTS:
+            raise ValidationError("invalidValue", f"layout must be one of {LAYOUTS}")
         self.namespace = namespace
-        self.keys = Keys(namespace)
+        self.layout = layout
+        self.keys: Keys | ClusterKeys = ClusterKeys(namespace) if layout == "cluster" \
+            else Keys(namespace)
         self.redis_ttl = bool(redis_ttl)
         self.limits = (max_data_bytes, max_data_keys)
-        self._apps: dict[str, AppContext] = {}
+        self.wait = wait
+        self._apps: dict[str, AppContext | ClusterApp] = {}
         self.cache = None
 
-    def _app(self, app: str) -> AppContext:
+    def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""
         context = self._apps.get(app) if type(app) is str else None  # (unhashable input)
         if context is None:
             name = validate.app(app)
             if len(self._apps) >= _MAX_APP_CONTEXTS:
                 self._apps.clear()
-            context = self._apps[name] = AppContext(self.keys, name, self.redis_ttl)
+            keys = self.keys
+            context = self._apps[name] = (
+                ClusterApp(keys, name, self.redis_ttl) if isinstance(keys, ClusterKeys)
+                else AppContext(keys, name, self.redis_ttl))
         return context
+
+    def _register(self, app: str, ctx: AppContext | ClusterApp) -> Op[None]:
+        """Cluster layout: record the app in the apps set once per process (the wiper's list)."""
+        if not ctx.registered:
+            assert isinstance(self.keys, ClusterKeys)
+            yield Command((b"SADD", self.keys.apps, app), self.keys.apps)
+            ctx.registered = True
 
     # -- the operations --------------------------------------------------------------------------
 
@@ -147,13 +293,15 @@ class Operations:
         if d is not None and not isinstance(d, Mapping):
             raise ValidationError("invalidValue", "d must be an object")
         changes = core.encode_changes(d) if d else []
+        yield from self._register(app, ctx)
+        slot = ctx.of_user(user)
         for _ in range(3):
-            token = core.new_token()
+            token = slot.new_token()
             try:
-                yield ctx.call(
-                    scripts.CREATE, (ctx.session_prefix + token, ctx.user_prefix + user),
+                yield slot.call(
+                    scripts.CREATE, (slot.session_prefix + token, slot.user_prefix + user),
                     (token, user, address, ttl, "1" if no_resave else "0", cap, *self.limits,
-                     *changes),
+                     *changes), self.wait,
                 )
                 return token
             except SessionError as exc:
@@ -170,8 +318,11 @@ class Operations:
             if hit is not None:
                 return hit
             ticket = cache.ticket()  # before the read: an invalidation handled after voids the put
-        reply = yield ctx.call(scripts.GET, ctx.token_keys(token),
-                               (token, "1" if anonymous else "0"))
+        slot = ctx.of_token(token)
+        if slot is None:
+            return None
+        reply = yield slot.call(scripts.GET, slot.token_keys(token),
+                                (token, "1" if anonymous else "0"))
         if reply == _ROTATED:
             return {"id": None, "rotated": True} if rotated else None
         session = parse(reply)
@@ -186,8 +337,11 @@ class Operations:
         new_ttl = "" if ttl is None else validate.ttl(ttl)
         if self.cache is not None:
             self.cache.drop(app, token)
-        reply = yield ctx.call(
-            scripts.SET, ctx.token_keys(token),
+        slot = ctx.of_token(token)
+        if slot is None:
+            return None
+        reply = yield slot.call(
+            scripts.SET, slot.token_keys(token),
             (token, *self.limits, new_ttl, ("2" if keep_empty else "1") if anonymous else "0",
              "1" if follow else "0", *changes),
         )
@@ -202,10 +356,11 @@ class Operations:
             raise ValidationError("invalidValue", "d must be an object")
         changes = core.encode_changes(d)
         for _ in range(3):
-            token = core.new_token()
+            slot = ctx.any()
+            token = slot.new_token()
             try:
-                yield ctx.call(scripts.CREATE_ANONYMOUS, (ctx.anonymous_prefix + token,),
-                               (ttl, *self.limits, *changes))
+                yield slot.call(scripts.CREATE_ANONYMOUS, (slot.anonymous_prefix + token,),
+                                (ttl, *self.limits, *changes))
                 return token
             except SessionError as exc:
                 _retry_on_collision(exc)
@@ -223,15 +378,33 @@ class Operations:
             ttl = validate.ttl(ttl)
         if old and self.cache is not None:
             self.cache.drop(app, old)
-        keys = ctx.token_keys(old) if old else ("", "", "")
+        source = ctx.of_token(old) if old else None
+        if user:
+            target = ctx.of_user(user)
+        elif source is None:
+            return None  # regenerate: a token naming no bucket names no session
+        else:
+            target = source  # regenerate: same kind, same user, same slot
+        base: Arg = ""
+        if source is None:
+            old = ""
+        elif source is not target:
+            # Cluster layout, a log-in whose old token lives in another slot than the user's: no
+            # script may span both, so the old session is ended first and its data carried over
+            # (take.lua); a crash between the two steps loses that data, never a login's safety.
+            taken = yield source.call(scripts.TAKE, source.token_keys(old), (old, ROTATION_GRACE),
+                                      self.wait)
+            base, old = taken or "", ""
+        yield from self._register(app, ctx)
         for _ in range(3):
-            new = core.new_token()
+            new = target.new_token()
             try:
-                reply = yield ctx.call(
+                reply = yield target.call(
                     scripts.ROTATE,
-                    (*keys, ctx.session_prefix + new, ctx.anonymous_prefix + new),
+                    (*target.token_keys(old or new), target.session_prefix + new,
+                     target.anonymous_prefix + new),
                     (old, new, user, address, "" if ttl is None else ttl, ROTATION_GRACE,
-                     *self.limits, *changes),
+                     *self.limits, base, *changes), self.wait,
                 )
             except SessionError as exc:
                 _retry_on_collision(exc)
@@ -247,49 +420,125 @@ class Operations:
         token = _check_token(token)
         if self.cache is not None:
             self.cache.drop(app, token)
-        keys = (ctx.session_prefix + token, ctx.anonymous_prefix + token)
-        return int((yield ctx.call(scripts.KILL, keys, (token, "", "0"))))
+        slot = ctx.of_token(token)
+        if slot is None:
+            return 0
+        keys = (slot.session_prefix + token, slot.anonymous_prefix + token)
+        return int((yield slot.call(scripts.KILL, keys, (token, "", "0"), self.wait)))
 
     def _killsoid(self, app: str, id: str | int) -> Op[int]:
+        """Every session of the id, KILL_CHUNK per script (one script for most users)."""
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
         if self.cache is not None:
             self.cache.flush()
-        return int((yield ctx.call(scripts.KILLSOID, (ctx.user_prefix + user,), (user,))))
+        slot = ctx.of_user(user)
+        total = 0
+        for _ in range(1_000_000):  # bounded: each call removes what it picked
+            killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
+                                           (user, KILL_CHUNK), self.wait)
+            total += int(killed)
+            if not int(left):
+                break
+        return total
 
     def _killall(self, app: str) -> Op[int]:
         ctx = self._app(app)
         if self.cache is not None:
             self.cache.flush()
-        total = 0
-        while True:
-            killed, seen = yield ctx.call(scripts.KILLALL, (), (CHUNK,))
-            total += int(killed)
-            if int(seen) < CHUNK:
-                return total
+        return (yield from self._fan_out(ctx.every(), scripts.KILLALL, self.wait))
 
-    def _soid(self, app: str, id: str | int) -> Op[list[Session]]:
+    def _fan_out(self, contexts: Sequence[AppContext], script: scripts.Script,
+                 wait: Wait | None = None) -> Op[int]:
+        """Run a ``{done, seen}`` chunk script (killall, wipe) on every context until each saw
+        less than a chunk; the calls of one pass go pipelined (per master in a cluster)."""
+        total = 0
+        pending = list(contexts)
+        while pending:
+            calls = [ctx.call(script, (), (KILL_CHUNK,)) for ctx in pending]
+            replies = yield Calls(script, [(c.keys, c.args) for c in calls], wait)
+            total += sum(int(reply[0]) for reply in replies)
+            pending = [ctx for ctx, reply in zip(pending, replies) if int(reply[1]) >= KILL_CHUNK]
+        return total
+
+    def _soid_page(self, app: str, id: str | int, cursor: Arg, page: int
+                   ) -> Op[tuple[list[Session], Arg | None]]:
+        """One page of soid: the sessions and the next cursor (None when done). Across pages a
+        session may come twice (SSCAN's rule): callers drop repeats by token."""
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
-        return _sessions_with_tokens((yield ctx.call(scripts.SOID, (ctx.user_prefix + user,), ())))
+        slot = ctx.of_user(user)
+        reply = yield slot.call(scripts.SOID, (slot.user_prefix + user,), (cursor, page))
+        following = reply[0]
+        return _sessions_with_tokens(reply[1:]), (None if following in (b"0", "0") else following)
+
+    def _soid(self, app: str, id: str | int, page: int = PAGE) -> Op[list[Session]]:
+        out: dict[str, Session] = {}
+        cursor: Arg | None = "0"
+        while cursor is not None:
+            sessions, cursor = yield from self._soid_page(app, id, cursor, page)
+            for session in sessions:
+                out[session["token"]] = session
+        return list(out.values())
+
+    def _soapp_listing(self, app: str, dt: int, page: int = PAGE) -> SoappListing:
+        """The state of a paged soapp (every bucket's index merged, newest first)."""
+        ctx = self._app(app)
+        if not isinstance(page, int) or page < 1:
+            raise ValidationError("invalidValue", "page must be a positive integer")
+        return SoappListing(ctx.every(), validate.dt(dt), page)
+
+    def _soapp_next(self, listing: SoappListing) -> Op[list[Session]]:
+        """The next page of a soapp listing ([] when it is over)."""
+        dt, size, heap = listing.dt, listing.stream_page(), listing.heap
+        streams = listing.streams
+        if not listing.started:
+            replies = yield Calls(scripts.SOAPP,
+                                  [(c.keys, c.args) for c in (s.call(dt, size) for s in streams)])
+            for i, (stream, reply) in enumerate(zip(streams, replies)):
+                stream.fill(reply)
+                if stream.items:
+                    heap.append((-stream.items[-1][0], i))
+            heapq.heapify(heap)
+            listing.started = True
+        out: list[Session] = []
+        while heap and len(out) < listing.page:
+            _, i = heapq.heappop(heap)
+            stream = streams[i]
+            out.append(stream.items.pop()[1])
+            if not stream.items and not stream.done:
+                stream.fill((yield stream.call(dt, size)))
+            if stream.items:
+                heapq.heappush(heap, (-stream.items[-1][0], i))
+        return out
 
     def _soapp(self, app: str, dt: int) -> Op[list[Session]]:
-        ctx = self._app(app)
-        return _sessions_with_tokens((yield ctx.call(scripts.SOAPP, (), (validate.dt(dt),))))
+        listing = self._soapp_listing(app, dt)
+        out: list[Session] = []
+        while True:
+            sessions = yield from self._soapp_next(listing)
+            if not sessions:
+                return out
+            out += sessions
 
     def _activity(self, app: str, dt: int) -> Op[int]:
+        """Exact in the cluster layout too: a user id lives in one bucket."""
         ctx = self._app(app)
-        return int((yield ctx.call(scripts.ACTIVITY, (), (validate.dt(dt),))))
+        calls = [c.call(scripts.ACTIVITY, (), (validate.dt(dt),)) for c in ctx.every()]
+        replies = yield Calls(scripts.ACTIVITY, [(c.keys, c.args) for c in calls])
+        return sum(int(n) for n in replies)
 
     def _wipe(self) -> Op[int]:
-        """Remove expired sessions in chunks of CHUNK; each is re-checked inside its removal
+        """Remove expired sessions in bounded steps; each is re-checked inside its removal
         script, so many processes may wipe at once and a session refreshed meanwhile survives."""
+        if isinstance(self.keys, ClusterKeys):
+            return (yield from self._wipe_buckets(self.keys))
         total = 0
         expiry = self.keys.expiry
         for _ in range(10_000):  # bounded: each pass removes or re-scores what it saw
             now = int((yield Command((b"TIME",)))[0])
             members = yield Command(
-                (b"ZRANGEBYSCORE", expiry, b"-inf", f"({now}", b"LIMIT", 0, CHUNK)
+                (b"ZRANGEBYSCORE", expiry, b"-inf", f"({now}", b"LIMIT", 0, CHUNK), expiry
             )
             if not members:
                 break
@@ -305,13 +554,26 @@ class Operations:
                 except ValidationError:
                     stray.append(raw)
                     continue
+                assert isinstance(ctx, AppContext)
                 call = ctx.call(scripts.KILL, (ctx.session_prefix + member.token,),
                                 (member.token, member.id, "1"))
                 by_app.setdefault(member.app, []).append((call.keys, call.args))
             if stray:
-                yield Command((b"ZREM", expiry, *stray))
+                yield Command((b"ZREM", expiry, *stray), expiry)
             for calls in by_app.values():
                 total += sum(int(n) for n in (yield Calls(scripts.KILL, calls)))
             if len(members) < CHUNK:
                 break
+        return total
+
+    def _wipe_buckets(self, keys: ClusterKeys) -> Op[int]:
+        """Cluster layout: every bucket of every app in the apps set, KILL_CHUNK per script."""
+        total = 0
+        for raw in (yield Command((b"SMEMBERS", keys.apps), keys.apps)):
+            app = raw.decode() if isinstance(raw, bytes) else raw
+            try:
+                ctx = self._app(app)
+            except ValidationError:
+                continue
+            total += yield from self._fan_out(ctx.every(), scripts.WIPE)
         return total

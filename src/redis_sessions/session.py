@@ -8,10 +8,11 @@ connect-redis-sessions' session object.
 
 A session is anonymous (stored from its first write, invisible to user indexes and to Node) or a
 user's (Node's layout); ``upgrade()`` turns the one into the other inside Redis, atomically, under
-a new token. The hot path: ``open()`` resolves the app name, takes the token with one
-``core.extract_token`` call and (eagerly unless ``lazy``) loads the session with one
-``manager.load``; ``finish()`` diffs the data against a snapshot only when it was written to or a
-container was handed out, and saves with one round trip.
+a new token. The hot path: ``open()`` resolves the app name and takes the token with one
+``core.extract_token`` call; the first access loads the session with one ``manager.load`` (at once
+with ``lazy=False``); ``finish()`` diffs the data against a snapshot only when it was written to
+or a container was handed out, and saves with one round trip (writes made before any read are
+sent blind, in the only round trip of the request).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class SessionHandler:
         secret_keys: list[str | bytes] | None = None,
         trust_proxy: bool | int = False,
         on_backend_error: str = "anonymous",
-        lazy: bool = False,
+        lazy: bool = True,
         anonymous: bool = True,
         anonymous_ttl: int | None = None,
         codec: Codec | None = None,
@@ -157,7 +158,7 @@ class SessionHandler:
             token = _extract_token(header, prefix + app if prefix else app, self._keys)
         session = self.session_class(self, environ, app, token)
         if token is not None and not self.lazy:
-            session._load()
+            session._drive(session._load_op())  # loaded, not yet used (no Vary for that)
         environ[ENVIRON_KEY] = session
         return session
 
@@ -227,7 +228,7 @@ class Session(MutableMapping):
 
     __slots__ = ("_handler", "_environ", "app", "_token", "_meta", "_data", "_snap", "_cookie",
                  "failed", "accessed", "_backend_error", "_new", "_force", "_new_ttl",
-                 "_rotated", "_anonymous_ttl")
+                 "_rotated", "_anonymous_ttl", "_blind")
 
     def __init__(self, handler: SessionHandler, environ: Mapping[str, Any], app: str,
                  token: str | None) -> None:
@@ -253,6 +254,8 @@ class Session(MutableMapping):
         self._new_ttl: int | None = None
         self._rotated = False  # the cookie's token was rotated by a concurrent request
         self._anonymous_ttl: int | None = None  # a stored anonymous session's own ttl
+        # writes made before the session was loaded (lazy): sent blind if nothing reads it
+        self._blind: dict | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -277,9 +280,12 @@ class Session(MutableMapping):
             return done.value  # type: ignore[no-any-return]
 
     def _load(self) -> dict:
+        """Load now, for a use of the session (a read, a property)."""
+        self.accessed = True
         return self._drive(self._load_op())
 
     def _ensure_loaded(self) -> SessionOp[dict]:
+        self.accessed = True  # the session is used: the response depends on the cookie
         data = self._data
         if data is None:
             data = yield from self._load_op()
@@ -299,6 +305,7 @@ class Session(MutableMapping):
             self._token = None  # anonymous for this request; the cookie is left alone
             self._new = True
             self._backend_error = exc
+            self._apply_blind(data)  # so the save of those writes fails visibly
             if handler.raise_errors:
                 raise
             handler._outage(exc)
@@ -325,7 +332,19 @@ class Session(MutableMapping):
             else:
                 self._meta = found
         self._data = data
+        self._apply_blind(data)
         return data
+
+    def _apply_blind(self, data: dict) -> None:
+        """Writes made before loading go on top of the loaded data, as changes."""
+        if self._blind is not None:
+            blind, self._blind = self._blind, None
+            self._watch()
+            for key, value in blind.items():
+                if value is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = value
 
     def _loaded(self) -> dict:
         data = self._data
@@ -381,7 +400,12 @@ class Session(MutableMapping):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if value is None:
-            if key in self._loaded():
+            if self._data is None and type(key) is str:  # a blind delete
+                if self._blind is None:
+                    self._blind = {}
+                self._blind[key] = None
+                self.accessed = True
+            elif key in self._loaded():
                 del self[key]
             return
         if type(key) is not str:
@@ -390,10 +414,14 @@ class Session(MutableMapping):
             key = str.__str__(key)  # a str subclass (an Enum member, Markup) as plain text
         codec = self._handler.codec
         _check_value(key, value if codec is None else codec.dump(value))
-        self._loaded()
-        self._watch()
         self.accessed = True
-        self._data[key] = value  # type: ignore[index]
+        if self._data is None:  # not loaded (lazy): a blind write, unless something reads
+            if self._blind is None:
+                self._blind = {}
+            self._blind[key] = value
+            return
+        self._watch()
+        self._data[key] = value
 
     def __delitem__(self, key: str) -> None:
         data = self._loaded()
@@ -426,6 +454,12 @@ class Session(MutableMapping):
         return self._token
 
     @property
+    def loaded(self) -> bool:
+        """Whether the data was read from Redis (or known without: nothing stored) in this
+        request; False for a lazy session not used yet, or only written to (blind)."""
+        return self._data is not None
+
+    @property
     def token(self) -> str | None:
         """The token as known now, without loading (a lazy session's cookie is not checked)."""
         return self._token
@@ -455,7 +489,7 @@ class Session(MutableMapping):
     def modified(self) -> bool:
         """Whether there is something to save: data changed (in place included) since it was
         loaded or saved, or ``modified = True`` was set (save all, send the cookie again)."""
-        if self._force or self._new_ttl is not None:
+        if self._force or self._new_ttl is not None or self._blind:
             return True
         return self._snap is not None and bool(_diff(self._snap, self._stored_form()))
 
@@ -477,7 +511,6 @@ class Session(MutableMapping):
 
     @ttl.setter
     def ttl(self, value: int) -> None:
-        self._loaded()
         self._new_ttl = validate.ttl(value)
 
     @property
@@ -630,6 +663,9 @@ class Session(MutableMapping):
         self._drive(self._save_op())
 
     def _save_op(self) -> SessionOp[None]:
+        if self._blind is not None and self._data is None and not self._force:
+            yield from self._blind_save_op()
+            return
         if self._snap is None and not self._force and self._new_ttl is None:
             return
         if self._rotated:
@@ -671,6 +707,39 @@ class Session(MutableMapping):
         self._force = False
         self._new_ttl = None
 
+    def _blind_save_op(self) -> SessionOp[None]:
+        """Save writes made without reading in ONE round trip: the set script merges them into
+        whichever session the token names and answers whether there was one."""
+        blind = self._blind or {}
+        codec = self._handler.codec
+        view = blind if codec is None else {
+            k: None if v is None else codec.dump(v) for k, v in blind.items()}
+        found = yield ("apply_changes", (self.app, self._token, core.encode_changes(view)), {
+            "ttl": self._new_ttl, "anonymous": self._handler.anonymous, "follow": True})
+        self._blind = None
+        self._new_ttl = None
+        if found is None:  # a stale cookie: its writes start a new anonymous session
+            self._forget()
+            self._data = {k: v for k, v in blind.items() if v is not None}
+            self._snap = {}
+            yield from self._create_op(self._handler)
+        elif "rotated" in found:
+            self._token = None
+            if not found["saved"]:
+                self._rotated = True
+                raise SessionRotated(_ROTATED_MESSAGE)
+        else:
+            stored = found.pop("d", None) or {}
+            self._data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+            if found["id"] is None:
+                self._anonymous_ttl = found["ttl"]
+                if not stored:  # emptied: it is gone
+                    self._forget()
+            else:
+                self._meta = found
+                if self._handler.cookie.max_age is not None and self._cookie == COOKIE_KEEP:
+                    self._cookie = COOKIE_SET
+
     def _create_op(self, handler: SessionHandler) -> SessionOp[None]:
         """Store this request's data as a new anonymous session (its first write)."""
         view = self._stored_form()
@@ -691,6 +760,7 @@ class Session(MutableMapping):
         self._snap = None
         self._force = False
         self._new_ttl = None
+        self._blind = None
         if self._token is None:
             self._data = {}
             return
@@ -702,7 +772,7 @@ class Session(MutableMapping):
     def pending(self) -> bool:
         """Whether ``finish()`` has work: data to diff or save, or a cookie to set or expire."""
         return (self._snap is not None or self._force or self._new_ttl is not None
-                or self._cookie != COOKIE_KEEP)
+                or self._blind is not None or self._cookie != COOKIE_KEEP)
 
     def finish(self) -> int:
         """Save pending changes (unless ``failed``) per the error policy, and return what to do
@@ -710,11 +780,13 @@ class Session(MutableMapping):
         return self._drive(self._finish_op())
 
     def _finish_op(self) -> SessionOp[int]:
-        if self._snap is not None or self._force or self._new_ttl is not None:
+        if (self._snap is not None or self._force or self._new_ttl is not None
+                or self._blind is not None):
             if self.failed:
                 self._snap = None
                 self._force = False
                 self._new_ttl = None
+                self._blind = None
             else:
                 handler = self._handler
                 try:
@@ -725,6 +797,7 @@ class Session(MutableMapping):
                     self._snap = None
                     self._force = False
                     self._new_ttl = None
+                    self._blind = None
                     if handler.raise_errors:
                         raise
                     if isinstance(exc, BackendError):

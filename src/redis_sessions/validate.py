@@ -51,11 +51,13 @@ def user_id(value: object, *, max_length: int | None = MAX_ID_LENGTH) -> str:
     if _missing(value):
         raise ValidationError("missingParameter", "No id supplied")
     if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+        # an int id as text; one too long to be an id is refused before it is written out
+        value = str(value) if value.bit_length() <= 1024 else None
     if (
         not isinstance(value, str)
         or (max_length is not None and len(value) > max_length)
         or _LINE_BREAK.search(value)
+        or not _is_unicode(value)
     ):
         raise ValidationError("invalidFormat", "Invalid id format")
     return value
@@ -64,9 +66,20 @@ def user_id(value: object, *, max_length: int | None = MAX_ID_LENGTH) -> str:
 def ip(value: object) -> str:
     if _missing(value):
         raise ValidationError("missingParameter", "No ip supplied")
-    if not isinstance(value, str) or len(value) > MAX_IP_LENGTH:
+    if not isinstance(value, str) or len(value) > MAX_IP_LENGTH or not _is_unicode(value):
         raise ValidationError("invalidFormat", "Invalid ip format")
     return value
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` can be sent as UTF-8 (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _whole_number(value: object) -> bool:

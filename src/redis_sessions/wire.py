@@ -21,7 +21,13 @@ import hiredis
 import redis
 
 from . import core
-from .errors import BackendError, BackendUnavailable, SessionError, SessionTooLarge
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ReplicationTimeout,
+    SessionError,
+    SessionTooLarge,
+)
 from .scripts import Script
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -93,7 +99,29 @@ def backend_error(exc: Exception) -> SessionError:
     message = str(exc)
     if message.startswith("RSTOOLARGE "):
         return SessionTooLarge(message[len("RSTOOLARGE ") :])
+    if message.startswith(("CROSSSLOT", "MOVED", "ASK ", "CLUSTERDOWN")):
+        return BackendError(f"Redis error: {message} (this Redis is a cluster node: Node's layout "
+                            'cannot run on a Redis Cluster, use layout="cluster")')
     return BackendError(f"Redis error: {message}")
+
+
+def wait_command(wait: tuple[int, int] | None) -> bytes:
+    """The packed WAIT sent after a durable step's writes (b"" for none)."""
+    return b"" if wait is None else core.pack_command([b"WAIT", wait[0], wait[1]])
+
+
+def check_acknowledged(acks: object, wait: tuple[int, int], reply: object = None) -> None:
+    """Raise ReplicationTimeout when WAIT reports fewer replicas than asked."""
+    if isinstance(acks, hiredis.ReplyError):
+        raise backend_error(acks) from acks
+    if int(acks) < wait[0]:  # type: ignore[call-overload]
+        raise ReplicationTimeout(
+            f"the write reached {acks} of {wait[0]} replicas within {wait[1]} ms: a failover "
+            "now could undo it", int(acks), reply)  # type: ignore[call-overload]
+
+
+def _is_readonly(reply: object) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("READONLY")
 
 
 def _is_noscript(reply: object) -> bool:
@@ -149,37 +177,54 @@ class Wire:
             held.drop()
             raise BackendError(f"Redis protocol error: {exc}") from exc
 
-    def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> object:
-        """Run one script: one round trip (two after a NOSCRIPT, which loads it)."""
+    def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
+            wait: tuple[int, int] | None = None) -> object:
+        """Run one script: one round trip (two after a NOSCRIPT, which loads it); with ``wait``
+        a WAIT goes in the same round trip."""
         held = self._held()
-        packed = core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
+        tail = wait_command(wait)
+        count = 2 if wait else 1
+        packed = core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]) + tail
         try:
-            reply = self._roundtrip(held, packed, 1)[0]
+            replies = self._roundtrip(held, packed, count)
         except BackendUnavailable as exc:
             # A reset connection (not a timeout: that would double the wait) is retried once,
             # on a new connection, when running the script twice does no harm.
             if not script.retry_safe or isinstance(exc.__cause__, _TIMEOUTS):
                 raise
-            reply = self._roundtrip(held, packed, 1)[0]
+            replies = self._roundtrip(held, packed, count)
+        reply = replies[0]
+        if _is_readonly(reply):
+            # A failover made our server a replica (Sentinel): nothing was written. A new
+            # connection from the pool (a Sentinel pool asks for the new master) gets it once more.
+            held.drop()
+            replies = self._roundtrip(held, packed, count)
+            reply = replies[0]
         if isinstance(reply, hiredis.ReplyError):
             if _is_noscript(reply):  # the server lost its script cache: send the body once
-                packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args])
-                reply = self._roundtrip(held, packed, 1)[0]
+                packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args]) + tail
+                replies = self._roundtrip(held, packed, count)
+                reply = replies[0]
             if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply
+        if wait:
+            check_acknowledged(replies[1], wait, reply)
         return reply
 
-    def command(self, args: Sequence[Arg]) -> object:
-        """Run one plain command in one round trip; an error reply raises."""
+    def command(self, args: Sequence[Arg], key: Arg | None = None) -> object:
+        """Run one plain command in one round trip; an error reply raises. (``key``: the
+        cluster wire's routing hint, unused here.)"""
         reply = self._roundtrip(self._held(), core.pack_command(args), 1)[0]
         if isinstance(reply, hiredis.ReplyError):
             raise backend_error(reply) from reply
         return reply
 
     def run_many(
-        self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]
+        self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
+        wait: tuple[int, int] | None = None,
     ) -> list[object]:
-        """Run one script for several key/argument sets in one round trip (pipelined)."""
+        """Run one script for several key/argument sets in one round trip (pipelined); with
+        ``wait`` one WAIT after them all."""
         if not calls:
             return []
         held = self._held()
@@ -187,7 +232,8 @@ class Wire:
             core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
             for keys, args in calls
         )
-        replies = self._roundtrip(held, packed, len(calls))
+        replies = self._roundtrip(held, packed + wait_command(wait), len(calls) + bool(wait))
+        acks = replies.pop() if wait else None
         missing = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
         if missing:
             keys, args = calls[missing[0]]
@@ -196,7 +242,11 @@ class Wire:
             )[0]
             for i in missing[1:]:
                 replies[i] = self.run(script, *calls[i])
+            if wait:
+                acks = self.command([b"WAIT", wait[0], wait[1]])
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply
+        if wait:
+            check_acknowledged(acks, wait, replies)
         return replies

@@ -33,7 +33,7 @@ def get_session(environ: dict[str, Any]) -> Session | None:
 class SessionMiddleware(SessionHandler):
     """Sessions of Node's redis-sessions for a WSGI app; see ``SessionHandler`` for the options:
     ``app_name, sessions=None, redis=None, ttl=7200, cookie=None, secret_keys=None,
-    trust_proxy=False, on_backend_error="anonymous", lazy=False, anonymous=True,
+    trust_proxy=False, on_backend_error="anonymous", lazy=True, anonymous=True,
     anonymous_ttl=None``."""
 
     def __init__(
@@ -48,7 +48,7 @@ class SessionMiddleware(SessionHandler):
         secret_keys: list[str | bytes] | None = None,
         trust_proxy: bool | int = False,
         on_backend_error: str = "anonymous",
-        lazy: bool = False,
+        lazy: bool = True,
         anonymous: bool = True,
         anonymous_ttl: int | None = None,
     ) -> None:

@@ -106,8 +106,8 @@ ERRORS = [
     ({"k": [1, "\ud800"]}, not_unicode("k")),
     ({"k": {"\udfff": 1}}, not_unicode("k")),
     ({"\ud800": [1]}, not_unicode("\ud800")),
-    ({"k": {1: 1}}, key_not_text(1)),
-    ({"k": [{None: 1}]}, key_not_text(None)),
+    ({"k": {1: 1}}, key_not_text(1, "k")),
+    ({"k": [{None: 1}]}, key_not_text(None, "k")),
     ({"k": [math.inf]}, not_finite("k")),
     ({"k": {"x": Float("nan")}}, not_finite("k")),
     ({"k": 10**5000}, number_too_large("k")),
@@ -140,6 +140,7 @@ def test_error_messages() -> None:
     assert number_too_large("n").message == "d.n holds an integer with too many digits to store"
     assert not_unicode("k").message == "d.'k' is not valid Unicode"
     assert key_not_text(1).message == "d keys must be strings, got int"
+    assert key_not_text(1, "cart").message == "d.cart holds a key that is not a string (int)"
     assert not_finite("x").message == "d.x must be a finite number"
 
 

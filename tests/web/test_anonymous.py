@@ -325,3 +325,84 @@ def test_anonymous_off_keeps_nodes_model(rs):
                             sessions=rs, anonymous=False)
     response = Client(app).get("/")
     assert set_cookies(response) == []
+
+
+# -- issue 12.2: a request that writes without reading is one round trip (lazy sessions) ---------
+
+
+def test_a_blind_write_is_one_round_trip_and_merges(make_app, rs, command_counter):
+    def action(session, environ):
+        query = environ["QUERY_STRING"]
+        if query.startswith("upgrade="):
+            session.upgrade(query[len("upgrade="):])
+        elif query == "write":
+            session["w"] = [1]  # no read first: sent blind
+            session["gone"] = None
+        elif query == "readwrite":
+            session["n"] = session.get("n", 0) + 1
+
+    app = make_app(app_doing(action), lazy=True)
+    c = Client(app)
+    token = cookie_of(c.get("/?upgrade=alice"))
+    rs.set(APP, token, {"keep": 1, "gone": 2})
+    c.get("/?write")  # loads the set script
+    counter = command_counter()
+    response = c.get("/?write")
+    assert counter.count == 1 and set_cookies(response) == []
+    assert rs.get(APP, token)["d"] == {"keep": 1, "w": [1]}
+    counter = command_counter()
+    c.get("/?readwrite")
+    assert counter.count == 2
+    counter = command_counter()
+    c.get("/")  # untouched: nothing at all
+    assert counter.count == 0
+
+
+def test_a_blind_write_to_a_stale_cookie_starts_an_anonymous_session(make_app, rs):
+    app = make_app(app_doing(lambda s, e: s.__setitem__("a", 1)), lazy=True)
+    c = Client(app)
+    c.set_cookie(APP, "Q" * 64)  # well-formed, stored nowhere
+    token = cookie_of(c.get("/"))
+    assert token and token != "Q" * 64 and rs.load(APP, token)["d"] == {"a": 1}
+
+
+def test_a_blind_write_then_a_read_sees_both(make_app, rs):
+    def action(session, environ):
+        session["b"] = 2
+        return dict(session)
+
+    c = Client(make_app(doing(action), lazy=True))
+    token = login(c)
+    rs.set(APP, token, {"a": 1})
+    assert c.get("/").text == "{'a': 1, 'b': 2}"
+    assert rs.get(APP, token)["d"] == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize("policy", ["anonymous", "raise"])
+def test_a_blind_write_during_an_outage_is_reported_never_dropped_silently(policy, caplog):
+    """A write is never reported as success when it was not stored: the anonymous policy logs
+    it (the page is served), the raise policy fails the request before its headers leave."""
+    from redis_sessions import BackendUnavailable, RedisSessions
+
+    from ..redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        manager = RedisSessions(server.url, namespace="outage", wipe=0)
+        token = manager.create(APP, "alice", "10.0.0.1")
+        app = SessionMiddleware(app_doing(lambda s, e: s.__setitem__("a", 1)), app_name=APP,
+                                sessions=manager, on_backend_error=policy)
+        c = Client(app)
+        c.set_cookie(APP, token)
+        server.stop()
+        with caplog.at_level(logging.WARNING, logger="redis_sessions"):
+            if policy == "raise":
+                with pytest.raises(BackendUnavailable):
+                    c.get("/")
+            else:
+                response = c.get("/")
+                assert response.status_code == 200 and set_cookies(response) == []
+                assert "could not save the session" in caplog.text
+        manager.close()
+    finally:
+        server.stop()

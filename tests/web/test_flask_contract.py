@@ -237,6 +237,9 @@ def test_round_trips_per_request(app, command_counter):
     assert counter.count == 1
     counter = command_counter()
     client.get("/set?b=2")
+    assert counter.count == 1  # a write without a read: sent blind, one round trip
+    counter = command_counter()
+    client.get("/cart")  # a read and a write
     assert counter.count == 2
 
 

@@ -39,11 +39,12 @@ _PAGE = Template("""<!doctype html>
 <title>redis-sessions demo</title>
 <style>
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 54rem; margin: 2rem auto; padding: 0 1rem; }
-main { overflow-wrap: anywhere; }
+main { overflow-wrap: break-word; }
 .sessions { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
 th, td { text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #ddd; }
-td { overflow-wrap: anywhere; }
+td.wrap { overflow-wrap: anywhere; }
+th, td.nowrap { white-space: nowrap; }
 @media (max-width: $narrow) {
   table, thead, tbody, tr, th, td { display: block; }
   thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
@@ -88,10 +89,12 @@ $rows
 """)
 
 _ROW = Template("""<tr data-session="$handle" data-this="$this">
-<td data-label="Browser">$browser$marker</td><td data-label="IP">$ip</td>
+<td class="wrap" data-label="Browser">$browser$marker</td>
+<td data-label="IP">$ip</td>
 <td data-label="Signed in">$signed_in</td><td data-label="Last active">$idle</td>
 <td data-label="Views">$visits</td>
-<td><form method="post" action="/kill">$csrf<input type="hidden" name="session" value="$handle">
+<td class="nowrap"><form method="post" action="/kill">$csrf
+<input type="hidden" name="session" value="$handle">
 <button type="submit">Log out</button></form></td></tr>""")
 
 _CSRF = Template('<input type="hidden" name="csrf" value="$token">')

@@ -126,19 +126,18 @@ def run(*, host: str = DEFAULT_HOST, port: int | None = None, redis_url: str | N
         server.set_app(make_app(sessions, app_name))
         address = base_url(server, host)
         say(f"redis-sessions demo: sessions in {where}, namespace {namespace!r}")
-        inspect = inspect_command(app_name, url, namespace, from_env=from_env)
+        say("redis-sessions demo: inspect its sessions with: "
+            + inspect_command(app_name, url, namespace, from_env=from_env))
         if check:
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                       daemon=True)
             thread.start()
             stack.callback(thread.join, 5)
             stack.callback(server.shutdown)
-            say(f"redis-sessions demo: inspect its sessions with: {inspect}")
             run_check(address, app_name, say)
             say(f"demo check passed on {address}")
             return 0
         say(f"redis-sessions demo: serving on {address}  (Ctrl-C to stop)")
-        say(f"redis-sessions demo: inspect its sessions with: {inspect}")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -49,3 +49,5 @@ KILLALL = _load("killall", retry_safe=False)
 SOID = _load("soid")
 SOAPP = _load("soapp")
 ACTIVITY = _load("activity")
+WIPE = _load("wipe", retry_safe=False)  # cluster layout: one bucket's expired sessions
+TAKE = _load("take", retry_safe=False)  # cluster layout: a log-in's first step

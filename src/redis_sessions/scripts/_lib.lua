@@ -142,13 +142,31 @@ local function live(key, token, now)
   return s
 end
 
--- Append token and its session reply to out when the session is live (read, not recorded).
-local function collect(out, token, now)
+-- Append token and its session reply (and score, when given) to out when the session is live
+-- (read, not recorded).
+local function collect(out, token, now, score)
   local s = load(SESSION_PREFIX .. token, now)
   if s and not s.expired then
     out[#out + 1] = token
     out[#out + 1] = reply(s)
+    if score then out[#out + 1] = score end
   end
+end
+
+-- The wiper's removal of one session, re-checked here: a session still alive is kept and its
+-- expiry score corrected; an index entry whose hash Redis already expired counts as one expired
+-- session removed. Returns 1 when an expired session went, else 0.
+local function wipe_one(key, token, known_id, now)
+  local s = load(key, now)
+  if s and not s.expired then
+    redis.call('ZADD', EXPIRY_KEY, s.expires, APP .. ':' .. token .. ':' .. s.id)
+    return 0
+  end
+  local id = (s and s.id) or redis.call('HGET', key, 'id') or known_id
+  if id == '' then return 0 end
+  local n, indexed = kill(token, id)
+  if n == 0 then return indexed end
+  return n
 end
 
 -- Split a "token:id" member at its first colon (tokens never contain one; ids may).

@@ -5,7 +5,8 @@
 -- KEYS[7] the new session's hash  KEYS[8] the new anonymous session (when regenerating one)
 -- ARGV[6] old token ("" = none)  ARGV[7] new token  ARGV[8] user id ("" = regenerate: same kind
 -- and user)  ARGV[9] ip  ARGV[10] ttl ("" = keep)  ARGV[11] mark lifetime  ARGV[12] max bytes
--- ARGV[13] max keys  ARGV[14..] changes (pairs: JSON key, JSON value | "")
+-- ARGV[13] max keys  ARGV[14] data taken from the old session by take.lua (cluster layout: the
+-- old token in another slot; "" = none)  ARGV[15..] changes (pairs: JSON key, JSON value | "")
 -- Upgrade keeps the data of an anonymous session or of the same user's; a session of another
 -- user is killed with its data. Reply: the new session (as get), or false when regenerating a
 -- session that does not exist.
@@ -45,10 +46,11 @@ else  -- upgrade
   elseif not s then
     base = anonymous_data or nil
   end
+  if old == '' and ARGV[14] ~= '' then base = ARGV[14] end
   if not ttl then return redis.error_reply('RSINVALID upgrade needs a ttl') end
   new_session = {key = KEYS[7], id = id, ip = ip, ttl = ttl, no_resave = false}
 end
-local d, count = merge(base, 14)
+local d, count = merge(base, 15)
 local refused = refuse_data(d, count, tonumber(ARGV[12]), tonumber(ARGV[13]))
 if refused then return redis.error_reply(refused) end
 

@@ -1,8 +1,11 @@
--- soid: the live sessions of one id, read without recording activity. KEYS[4] the token set.
--- Returns a flat list: token, session reply, token, session reply, ...
+-- soid: one page of the live sessions of one id, read without recording activity.
+-- KEYS[4] the token set.  ARGV[6] SSCAN cursor ("0" = start)  ARGV[7] about how many per page
+-- Returns {next cursor ("0" = done), token, session reply, token, session reply, ...}; a token
+-- may come twice across pages (SSCAN's rule): the caller drops repeats.
 local now = now_seconds()
-local out = {}
-for _, token in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+local scan = redis.call('SSCAN', KEYS[4], ARGV[6], 'COUNT', tonumber(ARGV[7]))
+local out = {scan[1]}
+for _, token in ipairs(scan[2]) do
   collect(out, token, now)
 end
 return out

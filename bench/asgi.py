@@ -1,0 +1,378 @@
+"""Requests per second under uvicorn: bare Starlette vs starsessions vs redis-sessions' ASGI
+middleware; and the async manager's get() vs a raw asyncio round trip, in the same run.
+
+    python bench/asgi.py [--seconds 5] [--rounds 3] [--connections 8] [--gets 2000]
+                         [--redis-url URL] [--json FILE]
+
+Starts one uvicorn (one worker, a free loopback port) per stack, gets a session cookie from each
+(a logged-in user's), then drives ``/read`` (reads one value) and ``/write`` (sets one value)
+with ``wrk -t1 -cN`` and that cookie, interleaved (every round measures every cell once, in a
+rotated order); the table shows each cell's median req/s and the ratios vs bare Starlette. Every
+response must be a 200 and every redis-sessions read/write must be counted in Redis. Then, on one
+asyncio loop in this process: ``await manager.get()`` vs EVALSHA of the same get script written
+to an asyncio stream and read back with hiredis (blocks of ``--gets``, alternating, medians).
+Needs wrk (``apt-get install wrk``): exits 2 without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import hiredis
+import redis
+from _common import private_redis
+from http_bench import WRK_HINT, WRK_SCRIPT, run_wrk
+
+from redis_sessions import core, scripts
+from redis_sessions.embedded import free_port
+from redis_sessions.keys import Keys
+
+APP = NAMESPACE = "asgibench"
+STARSESSIONS_PREFIX = "asgibench:star:"
+STACKS = ("starlette", "starsessions", "starlette_rs", "starlette_rs_lazy")
+RS_STACKS = ("starlette_rs", "starlette_rs_lazy")
+ROUTES = ("read", "write")
+LABELS = {"starlette": "bare Starlette", "starsessions": "Starlette + starsessions (Redis)",
+          "starlette_rs": "Starlette + redis-sessions",
+          "starlette_rs_lazy": "Starlette + redis-sessions lazy"}
+# issue 13's goals: redis-sessions /read vs bare, vs starsessions' ratio; get() vs raw
+GOAL_READ_VS_BARE = 0.8
+GOAL_VS_STARSESSIONS = 1.25
+GOAL_GET_VS_RAW = 1.5
+
+
+# -- the apps (run by ``--serve STACK``) ----------------------------------------------------------
+
+
+def create(stack: str, redis_url: str) -> Any:
+    """One stack as a Starlette app answering /login, /read and /write with the same body."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    counter = iter(range(1 << 62))
+    middleware: list[Middleware] = []
+    load: Any = None
+    if stack == "starsessions":
+        import redis.asyncio
+        from starsessions import SessionMiddleware, load_session
+        from starsessions.stores.redis import RedisStore
+
+        store = RedisStore(connection=redis.asyncio.Redis.from_url(redis_url),
+                           prefix=STARSESSIONS_PREFIX)
+        middleware.append(Middleware(SessionMiddleware, store=store, cookie_https_only=False,
+                                     lifetime=7200, rolling=True))
+        load = load_session
+    elif stack in RS_STACKS:
+        from redis_sessions.aio import AsyncRedisSessions
+        from redis_sessions.asgi import SessionMiddleware as RSMiddleware
+
+        manager = AsyncRedisSessions(redis_url, namespace=NAMESPACE, wipe=0)
+        middleware.append(Middleware(RSMiddleware, app_name=APP, sessions=manager,
+                                     lazy=stack == "starlette_rs_lazy"))
+        if stack == "starlette_rs_lazy":  # loaded by the app before reading; writes are blind
+            async def load(request: Any) -> None:
+                await request.session.load()
+
+    async def login(request: Any) -> PlainTextResponse:
+        if stack in RS_STACKS:
+            await request.session.upgrade("bench")
+        elif load is not None:
+            await load(request)
+            request.session["user"] = "bench"
+        return PlainTextResponse("hello")
+
+    async def read(request: Any) -> PlainTextResponse:
+        if stack != "starlette":
+            if load is not None:
+                await load(request)
+            request.session.get("user")
+        return PlainTextResponse("hello")
+
+    async def write(request: Any) -> PlainTextResponse:
+        if stack != "starlette":
+            if stack == "starsessions":  # (starsessions cannot write before loading)
+                await load(request)
+            request.session["v"] = next(counter)
+        return PlainTextResponse("hello")
+
+    return Starlette(routes=[Route("/login", login), Route("/read", read),
+                             Route("/write", write)], middleware=middleware)
+
+
+def serve(stack: str, port: int, redis_url: str) -> None:
+    import uvicorn
+
+    uvicorn.run(create(stack, redis_url), host="127.0.0.1", port=port, workers=1,
+                log_level="warning", access_log=False, lifespan="off")
+
+
+# -- the HTTP cells --------------------------------------------------------------------------------
+
+
+class Uvicorn:
+    """``python bench/asgi.py --serve STACK``: one uvicorn worker on a free loopback port."""
+
+    def __init__(self, stack: str, redis_url: str, logdir: str) -> None:
+        self.stack = stack
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(logdir, f"uvicorn-{stack}.log")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--serve", stack,
+                 "--port", str(self.port), "--redis-url", redis_url],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn ({self.stack}) exited:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + "/read", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"uvicorn ({self.stack}) not answering in {timeout}s:\n{self.log()}")
+
+    def login(self) -> str:
+        """The ``name=value`` of the session cookie ``/login`` sets ("" for the bare app)."""
+        with urllib.request.urlopen(self.url + "/login", timeout=10) as response:
+            header = response.headers.get("Set-Cookie")
+        return header.split(";", 1)[0].strip() if header else ""
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def servers(redis_url: str) -> Iterator[dict[str, Uvicorn]]:
+    with tempfile.TemporaryDirectory(prefix="asgibench-") as logdir:
+        started: dict[str, Uvicorn] = {}
+        try:
+            for stack in STACKS:
+                started[stack] = Uvicorn(stack, redis_url, logdir)
+            for server in started.values():
+                server.wait_ready()
+            yield started
+        finally:
+            for server in started.values():
+                server.stop()
+
+
+def counters(client: redis.Redis, cookie: str) -> tuple[int, int]:
+    """The (reads, writes) Redis counted for a redis-sessions cookie's session."""
+    r, w = client.hmget(Keys(NAMESPACE).session(APP, cookie.split("=", 1)[1]), "r", "w")
+    return int(r), int(w)
+
+
+def http_cells(args: argparse.Namespace, wrk: str, url: str) -> dict[str, Any]:
+    cells: dict[str, dict[str, list[float]]] = {s: {r: [] for r in ROUTES} for s in STACKS}
+    problems: list[str] = []
+    client = redis.Redis.from_url(url)
+    with servers(url) as running, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        cookies = {s: running[s].login() for s in ("starsessions", *RS_STACKS)}
+        if not all(cookies.values()):
+            raise RuntimeError(f"a /login set no cookie: {cookies}")
+        cookies["starlette"] = cookies["starlette_rs"]  # the same header size, ignored
+        for round_no in range(args.rounds):
+            order = STACKS[round_no % len(STACKS):] + STACKS[:round_no % len(STACKS)]
+            routes = ROUTES if round_no % 2 == 0 else ROUTES[::-1]
+            for stack in order:
+                for route in routes:
+                    before = counters(client, cookies[stack]) if stack in RS_STACKS else None
+                    result = run_wrk(wrk, script.name, f"{running[stack].url}/{route}",
+                                     cookies[stack], args.seconds, args.connections)
+                    cells[stack][route].append(result["rps"])
+                    bad = result["not200"] + result["connect"] + result["read"] + result["timeout"]
+                    if bad:
+                        problems.append(f"{stack} /{route}: {bad} failed responses")
+                    if before is not None:
+                        done = counters(client, cookies[stack])[ROUTES.index(route)] \
+                            - before[ROUTES.index(route)]
+                        if done < result["requests"]:
+                            problems.append(f"{stack} /{route}: {done} counted in Redis for "
+                                            f"{result['requests']} requests")
+                    print(f"  round {round_no + 1} {stack:<17} /{route:<6}"
+                          f"{result['rps']:9.0f} req/s", file=sys.stderr)
+    if args.redis_url:  # a server we did not start: remove our keys only
+        for key in client.scan_iter(match=f"{NAMESPACE}:*", count=1000):
+            client.delete(key)
+    client.close()
+    return {"cells": cells, "problems": problems}
+
+
+# -- get() vs a raw round trip ----------------------------------------------------------------
+
+
+async def get_vs_raw(url: str, gets: int, rounds: int) -> dict[str, list[float]]:
+    """µs per sequential get: the async manager's, and a raw EVALSHA over an asyncio stream."""
+    from redis_sessions.aio import AsyncRedisSessions
+
+    manager = AsyncRedisSessions(url, namespace=NAMESPACE, wipe=0)
+    token = await manager.create(APP, "bench-get", "127.0.0.1", 7200, {"user": "bench"})
+    ctx = manager._app(APP)
+    call = ctx.call(scripts.GET, ctx.token_keys(token), (token, "0"))
+    packed = core.pack_command([b"EVALSHA", call.script.sha, len(call.keys), *call.keys,
+                                *call.args])
+    pool = manager.client.connection_pool.connection_kwargs
+    reader, writer = await asyncio.open_connection(pool.get("host", "127.0.0.1"),
+                                                   pool.get("port", 6379))
+    if pool.get("password"):
+        writer.write(core.pack_command([b"AUTH", pool["password"]]))
+    if pool.get("db"):
+        writer.write(core.pack_command([b"SELECT", pool["db"]]))
+    parser = hiredis.Reader()
+
+    async def raw() -> object:
+        writer.write(packed)
+        while True:
+            reply = parser.gets()
+            if reply is not False:
+                return reply
+            parser.feed(await reader.read(65536))
+
+    for _ in range(int(bool(pool.get("password"))) + int(bool(pool.get("db")))):
+        await raw()  # the AUTH/SELECT replies
+    assert (await manager.get(APP, token))["d"] == {"user": "bench"}
+    assert isinstance(await raw(), list)
+    out: dict[str, list[float]] = {"manager": [], "raw": []}
+    for round_no in range(rounds * 2):
+        which = ("manager", "raw") if round_no % 2 == 0 else ("raw", "manager")
+        for name in which:
+            start = time.perf_counter()
+            if name == "raw":
+                for _ in range(gets):
+                    await raw()
+            else:
+                for _ in range(gets):
+                    await manager.get(APP, token)
+            out[name].append((time.perf_counter() - start) / gets * 1e6)
+    writer.close()
+    await manager.kill(APP, token)
+    await manager.close()
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def summarize(cells: dict[str, dict[str, list[float]]], gets: dict[str, list[float]]
+              ) -> dict[str, Any]:
+    med = {s: {r: statistics.median(cells[s][r]) for r in ROUTES} for s in STACKS}
+    ratio = {s: {r: med[s][r] / med["starlette"][r] for r in ROUTES} for s in STACKS}
+    vs_star = {s: {r: ratio[s][r] / ratio["starsessions"][r] for r in ROUTES} for s in RS_STACKS}
+    get_us = {k: statistics.median(v) for k, v in gets.items()}
+    get_ratio = get_us["manager"] / get_us["raw"]
+    missed = []
+    if ratio["starlette_rs"]["read"] < GOAL_READ_VS_BARE:
+        missed.append(f"/read {ratio['starlette_rs']['read']:.2f}x bare < {GOAL_READ_VS_BARE}x")
+    if vs_star["starlette_rs"]["read"] < GOAL_VS_STARSESSIONS:
+        missed.append(f"/read: {vs_star['starlette_rs']['read']:.2f}x starsessions' ratio < "
+                      f"{GOAL_VS_STARSESSIONS}x")
+    if get_ratio > GOAL_GET_VS_RAW:
+        missed.append(f"get() {get_ratio:.2f}x the raw round trip > {GOAL_GET_VS_RAW}x")
+    per_round = {s: {r: [c / b for c, b in zip(cells[s][r], cells["starlette"][r])]
+                     for r in ROUTES} for s in STACKS}
+    return {"median_rps": med, "ratio_vs_bare": ratio, "rs_vs_starsessions": vs_star,
+            "ratio_vs_bare_per_round": per_round,
+            "get_us": get_us, "get_vs_raw": get_ratio, "goals_missed": missed}
+
+
+def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
+    import uvicorn
+
+    med, ratio = summary["median_rps"], summary["ratio_vs_bare"]
+    print(f"uvicorn {uvicorn.__version__} (1 worker), wrk -t1 -c{args.connections} "
+          f"-d{args.seconds:g}s, {args.rounds} interleaved rounds (medians); "
+          f"core: {core.IMPLEMENTATION}")
+    print(f"| {'stack':<33}| /read req/s | vs bare | /write req/s | vs bare |")
+    print(f"|{'-' * 34}|------------:|--------:|-------------:|--------:|")
+    for s in STACKS:
+        print(f"| {LABELS[s]:<33}| {med[s]['read']:11.0f} | {ratio[s]['read']:6.2f}x "
+              f"| {med[s]['write']:12.0f} | {ratio[s]['write']:6.2f}x |")
+    for s, vs in summary["rs_vs_starsessions"].items():
+        print(f"{LABELS[s]}: its ratio / starsessions' ratio: /read {vs['read']:.2f}x, "
+              f"/write {vs['write']:.2f}x")
+    spread = summary["ratio_vs_bare_per_round"]
+    print("per-round ratios vs bare: " + "; ".join(
+        f"{s} /{r} {min(spread[s][r]):.2f}-{max(spread[s][r]):.2f}"
+        for s in STACKS[1:] for r in ROUTES))
+    g = summary["get_us"]
+    print(f"sequential get on one asyncio loop: AsyncRedisSessions.get {g['manager']:.1f} µs, "
+          f"raw EVALSHA over an asyncio stream + hiredis {g['raw']:.1f} µs: "
+          f"{summary['get_vs_raw']:.2f}x")
+    missed = summary["goals_missed"]
+    print(f"goals (redis-sessions /read >= {GOAL_READ_VS_BARE}x bare and >= "
+          f"{GOAL_VS_STARSESSIONS}x starsessions' ratio, get <= {GOAL_GET_VS_RAW}x raw): "
+          + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5, help="per wrk run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk -c (default 8)")
+    parser.add_argument("--gets", type=int, default=2000, help="gets per timed block")
+    parser.add_argument("--redis-url", help="use this Redis (default: a private server)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    parser.add_argument("--serve", choices=STACKS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port, args.redis_url)
+        return 0
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(WRK_HINT, file=sys.stderr)
+        return 2
+    with private_redis(args.redis_url) as url:
+        result = http_cells(args, wrk, url)
+        gets = asyncio.run(get_vs_raw(url, args.gets, args.rounds))
+    summary = summarize(result["cells"], gets)
+    report(summary, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "core": core.IMPLEMENTATION, **summary,
+                       "runs": result["cells"], "gets": gets, "problems": result["problems"]},
+                      f, indent=1)
+    if result["problems"]:
+        print("CHECKS FAILED: " + "; ".join(result["problems"]))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

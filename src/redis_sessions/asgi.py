@@ -1,0 +1,264 @@
+"""The ASGI middleware: redis-sessions for Starlette, FastAPI and any ASGI app.
+
+``SessionMiddleware(app, app_name=..., ...)`` is pure ASGI (no framework import) and takes the
+WSGI middleware's options. For http and websocket scopes it awaits the load (one round trip when
+a cookie came, none otherwise) and puts the session in ``scope["session"]``, where Starlette's
+and FastAPI's ``request.session`` find it; changes are saved when ``http.response.start`` (or
+``websocket.accept``) passes, which then gets Set-Cookie and ``Vary: Cookie``. The session is an
+``AsyncSession``: a mapping as usual, its Redis methods coroutines (``await session.upgrade(uid)``).
+Configuration, cookies, signing and the session model are ``SessionHandler``'s and ``Session``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._constants import DEFAULT_TTL
+from .aio import AsyncRedisSessions
+from .errors import SessionError
+from .session import COOKIE_KEEP, Session, SessionHandler, SessionOp
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+else:
+    try:  # FastAPI reads get_session's annotation to inject the request
+        from starlette.requests import HTTPConnection
+    except ImportError:  # pragma: no cover - usable without Starlette
+        HTTPConnection = Any
+
+__all__ = ["SessionMiddleware", "AsyncSession", "get_session"]
+
+logger = logging.getLogger("redis_sessions")
+
+T = TypeVar("T")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _drive(session: Session, op: SessionOp[T]) -> T:
+    """Run a session operation against the async manager (``Session._drive``, awaited)."""
+    manager: Any = session._handler.manager
+    try:
+        name, args, kwargs = next(op)
+        while True:
+            try:
+                if session._backend_error is not None:  # one outage costs one timeout
+                    raise session._backend_error
+                result = await getattr(manager, name)(*args, **kwargs)
+            except SessionError as exc:
+                name, args, kwargs = op.throw(exc)
+            else:
+                name, args, kwargs = op.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class AsyncSession(Session):
+    """The session of one ASGI request: loaded before the app runs, so the mapping needs no
+    I/O; the methods that talk to Redis are coroutines."""
+
+    __slots__ = ()
+
+    def _drive(self, op: SessionOp[T]) -> T:
+        raise TypeError("this ASGI session's Redis methods are coroutines: use await (and "
+                        "await session.load() before reading a lazy session)")
+
+    async def upgrade(  # type: ignore[override]
+        self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None
+    ) -> AsyncSession:
+        """Log ``user_id`` in (``Session.upgrade``): a new token, sent in Set-Cookie."""
+        await _drive(self, self._upgrade_op(user_id, ttl, ip))
+        return self
+
+    async def regenerate(self) -> AsyncSession:  # type: ignore[override]
+        """A new token for the same session (``Session.regenerate``)."""
+        await _drive(self, self._regenerate_op())
+        return self
+
+    async def destroy(self) -> int:  # type: ignore[override]
+        """Kill this session and expire the cookie; returns how many sessions were killed."""
+        return await _drive(self, self._destroy_op())
+
+    async def destroyall(self) -> int:  # type: ignore[override]
+        """Kill every session of this user id (all devices) and expire the cookie."""
+        return await _drive(self, self._destroyall_op())
+
+    async def soid(self) -> list[dict]:  # type: ignore[override]
+        """The sessions of this user id (each with its ``token``); [] while anonymous."""
+        return await _drive(self, self._soid_op())
+
+    async def soapp(self, dt: int = 600) -> list[dict]:  # type: ignore[override]
+        """The sessions of the app active in the last ``dt`` seconds."""
+        return await _drive(self, self._soapp_op(dt))
+
+    async def activity(self, dt: int = 600) -> int:  # type: ignore[override]
+        """How many distinct user ids of the app were active in the last ``dt`` seconds."""
+        return await _drive(self, self._activity_op(dt))
+
+    async def save(self) -> None:  # type: ignore[override]
+        """Write the changes now (``Session.save``); errors raise."""
+        await _drive(self, self._save_op())
+
+    async def load(self) -> None:
+        """Load the session when it is not yet (one made by ``handler.session(token)``)."""
+        if self._data is None:
+            await _drive(self, self._load_op())
+
+    async def reload(self) -> None:  # type: ignore[override]
+        """Read the session again from Redis, dropping unsaved changes."""
+        token, self._token = self._token, None
+        Session.reload(self)  # without a token: drops the unsaved state, no I/O
+        self._token = token
+        if token is not None:
+            await _drive(self, self._load_op())
+
+    async def finish(self) -> int:  # type: ignore[override]
+        """End of request: save per policy; COOKIE_KEEP, COOKIE_SET or COOKIE_EXPIRE."""
+        return await _drive(self, self._finish_op())
+
+
+def get_session(request: HTTPConnection) -> AsyncSession:
+    """The session of a Starlette/FastAPI request or websocket, typed; as a FastAPI dependency:
+    ``SessionDep = Annotated[AsyncSession, Depends(get_session)]``."""
+    session = request.scope.get("session")
+    if not isinstance(session, AsyncSession):
+        raise RuntimeError("no redis-sessions session: is SessionMiddleware installed, and is "
+                           "this path inside its app name and cookie path?")
+    return session
+
+
+def _environ(scope: Scope) -> dict[str, Any]:
+    """What ``SessionHandler`` reads of a request, in WSGI's names (the scope as ``asgi.scope``)."""
+    cookie = forwarded = None
+    for name, value in scope.get("headers") or ():
+        if name == b"cookie":
+            text = value.decode("latin-1")
+            cookie = text if cookie is None else f"{cookie}; {text}"  # HTTP/2 splits it
+        elif name == b"x-forwarded-for":
+            text = value.decode("latin-1")
+            forwarded = text if forwarded is None else f"{forwarded}, {text}"
+    path = scope.get("path", "/")
+    root = scope.get("root_path", "")
+    if root and not path.startswith(root):  # servers differ on whether path holds root_path
+        path = root + path
+    client = scope.get("client")
+    environ: dict[str, Any] = {"asgi.scope": scope, "PATH_INFO": path,
+                               "REMOTE_ADDR": client[0] if client else None}
+    if cookie is not None:
+        environ["HTTP_COOKIE"] = cookie
+    if forwarded is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = forwarded
+    return environ
+
+
+def _vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    """Add ``Cookie`` to the response's Vary header, merging with a Vary the app set."""
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            fields = [f.strip().lower() for f in value.split(b",")]
+            if b"cookie" not in fields and b"*" not in fields:
+                headers[i] = (name, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
+
+
+class SessionMiddleware(SessionHandler):
+    """redis-sessions for an ASGI app; the options are the WSGI middleware's (see
+    ``SessionHandler``). ``sessions`` is an ``AsyncRedisSessions``; without it one is built from
+    ``redis`` (a ``redis.asyncio.Redis``, a URL or None). A callable ``app_name`` receives the
+    ASGI scope. The load is awaited before the app runs, unless ``lazy``: then the app awaits
+    ``session.load()`` before reading (reading first raises TypeError), and writes made without
+    reading are saved blind, in one round trip instead of two."""
+
+    session_class = AsyncSession
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        app_name: str | Callable[[Scope], str | None],
+        sessions: AsyncRedisSessions | None = None,
+        redis: Any = None,
+        ttl: int = DEFAULT_TTL,
+        cookie: Mapping[str, object] | None = None,
+        secret_keys: list[str | bytes] | None = None,
+        trust_proxy: bool | int = False,
+        on_backend_error: str = "anonymous",
+        anonymous: bool = True,
+        anonymous_ttl: int | None = None,
+        lazy: bool = False,
+    ) -> None:
+        if sessions is None:
+            sessions = AsyncRedisSessions(redis)
+        elif redis is not None:
+            raise TypeError("pass either sessions or redis, not both")
+        elif not isinstance(sessions, AsyncRedisSessions):
+            raise TypeError("the ASGI middleware needs an AsyncRedisSessions")
+        if callable(app_name):
+            of_scope = app_name
+            app_name = lambda environ: of_scope(environ["asgi.scope"])  # noqa: E731
+        super().__init__(
+            app_name=app_name, sessions=sessions, ttl=ttl,  # type: ignore[arg-type]
+            cookie=cookie, secret_keys=secret_keys, trust_proxy=trust_proxy,
+            on_backend_error=on_backend_error, anonymous=anonymous, anonymous_ttl=anonymous_ttl,
+            lazy=True,  # open() then does no I/O: __call__ awaits the load
+        )
+        self.app = app
+        self.eager = not lazy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        session = self.open(_environ(scope))
+        if session is None:
+            await self.app(scope, receive, send)
+            return
+        if self.eager and session._data is None:
+            await _drive(session, session._load_op())  # raises only with on_backend_error="raise"
+        scope["session"] = session
+        started = False
+
+        async def send_with_cookie(message: Message) -> None:
+            nonlocal started
+            if not started and (message["type"] == "http.response.start"
+                                or message["type"] == "websocket.accept"):
+                started = True
+                message = await self._headers(session, message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cookie)
+        except BaseException:
+            session.failed = True  # what was not saved yet is dropped
+            raise
+        if started and session.pending:
+            await self._finish_late(session)
+
+    async def _headers(self, session: Session, message: Message) -> Message:
+        """The response start with Set-Cookie (after saving) and Vary: Cookie as needed."""
+        op = COOKIE_KEEP
+        if session.pending:
+            op = await _drive(session, session._finish_op())  # may raise: before headers leave
+        if not op and not session.accessed:
+            return message
+        message = dict(message)
+        headers = message["headers"] = list(message.get("headers") or ())
+        if op:
+            headers.append((b"set-cookie", self.cookie_header(session, op).encode("latin-1")))
+        if session.accessed and message["type"] == "http.response.start":
+            _vary_cookie(headers)
+        return message
+
+    async def _finish_late(self, session: Session) -> None:
+        """Save what changed after the response started (a streamed body, a websocket's life);
+        a cookie change can no longer be sent."""
+        if await _drive(session, session._finish_op()):
+            logger.warning("session of app %s: cookie changed after the response started; it "
+                           "was not sent", session.app)

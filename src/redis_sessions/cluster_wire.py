@@ -1,0 +1,283 @@
+"""The wire for a Redis Cluster: each call goes to the master of its keys' slot, over a
+connection held per thread and node, pipelined per master for a fan-out.
+
+The slot map, the nodes and their connection pools are redis-py's (``RedisCluster``'s
+``nodes_manager``); what this adds is the routing of our packed commands and their replies
+(hiredis), MOVED/ASK, and the wait through a failover: a call that never reached a master
+(connection refused, CLUSTERDOWN, TRYAGAIN, MOVED) is sent again once the slot map is refreshed,
+for up to ``FAILOVER_WAIT`` seconds; a call that may have run when its connection broke is sent
+again only when its script is ``retry_safe`` (else BackendUnavailable, as on one Redis).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+
+from . import core
+from .errors import BackendError, BackendUnavailable
+from .scripts import Script
+from .wire import (
+    _CONNECTION_ERRORS,
+    Arg,
+    _Held,
+    _is_noscript,
+    backend_error,
+    check_acknowledged,
+    wait_command,
+)
+
+# How long a call keeps trying while the cluster fails over (a master's replica is promoted
+# after cluster-node-timeout plus an election, usually a few seconds).
+FAILOVER_WAIT = 15.0
+_PAUSE = 0.05  # first pause between attempts; doubles up to _MAX_PAUSE
+_MAX_PAUSE = 0.5
+
+
+def _encode(key: Arg) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    return str(key).encode("utf-8", "surrogateescape")
+
+
+class _Request:
+    """One command of a batch: where it goes and how it is sent again."""
+
+    __slots__ = ("slot", "packed", "script", "keys", "args", "retry_safe", "asking")
+
+    def __init__(self, slot: int | None, packed: bytes, retry_safe: bool,
+                 script: Script | None = None, keys: Sequence[Arg] = (),
+                 args: Sequence[Arg] = ()) -> None:
+        self.slot, self.packed, self.retry_safe = slot, packed, retry_safe
+        self.script, self.keys, self.args = script, keys, args
+        self.asking: str | None = None  # a node name after an ASK redirection
+
+
+class _Unsent(Exception):
+    """The connection failed before anything was sent: safe to send again."""
+
+
+class ClusterWire:
+    """EVALSHA/commands routed by slot to the masters of ``client``'s cluster."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self.client = client
+        self.nodes = client.nodes_manager
+        self._local = threading.local()
+        self._refresh_lock = threading.Lock()
+        self._map_version = 0
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _held(self, node: Any) -> _Held:
+        helds: dict[str, _Held] = self._local.__dict__.setdefault("helds", {})
+        pool = self.client.get_redis_connection(node).connection_pool
+        held = helds.get(node.name)
+        if held is None or held.pool is not pool or held.pid != os.getpid() or held.conn is None:
+            if held is not None:
+                held.release()
+            try:
+                held = helds[node.name] = _Held(pool)
+            except _CONNECTION_ERRORS as exc:
+                raise _Unsent(str(exc)) from exc
+        return held
+
+    def release(self) -> None:
+        """Give this thread's connections back to their pools (close() calls it)."""
+        helds: dict[str, _Held] = self._local.__dict__.pop("helds", {})
+        for held in helds.values():
+            held.release()
+
+    def _node(self, request: _Request) -> Any:
+        if request.asking is not None:
+            node = self.nodes.get_node(node_name=request.asking)
+            if node is not None:
+                return node
+        if request.slot is None:
+            return self.nodes.get_node_from_slot(0)
+        return self.nodes.get_node_from_slot(request.slot)
+
+    def _refresh(self, seen_version: int) -> None:
+        """Reload the slot map, once for all the threads that saw the old one fail."""
+        with self._refresh_lock:
+            if self._map_version != seen_version:
+                return
+            try:
+                self.nodes.initialize()
+            except (redis.RedisError, OSError):
+                pass  # no node answered yet: the next attempt tries again
+            self._map_version += 1
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _send(self, node: Any, requests: list[_Request], tail: bytes) -> tuple[_Held, int]:
+        held = self._held(node)
+        try:
+            sock = held.socket()
+        except _CONNECTION_ERRORS as exc:
+            held.drop()
+            raise _Unsent(str(exc)) from exc
+        data = b"".join((b"*1\r\n$6\r\nASKING\r\n" if r.asking else b"") + r.packed
+                        for r in requests)
+        try:
+            sock.sendall(data + tail)
+        except _CONNECTION_ERRORS as exc:
+            held.drop()
+            raise backend_error(exc) from exc
+        return held, sum(2 if r.asking else 1 for r in requests) + (1 if tail else 0)
+
+    @staticmethod
+    def _read(held: _Held, count: int) -> list[object]:
+        try:
+            sock, reader = held.sock, held.reader
+            assert sock is not None
+            replies: list[object] = []
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise redis.ConnectionError("Connection closed by server.")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
+            return replies
+        except _CONNECTION_ERRORS as exc:
+            held.drop()
+            raise backend_error(exc) from exc
+        except hiredis.ProtocolError as exc:
+            held.drop()
+            raise BackendError(f"Redis protocol error: {exc}") from exc
+
+    def _execute(self, requests: list[_Request], wait: tuple[int, int] | None) -> list[object]:
+        """Send every request to its slot's master (pipelined per master, all masters at once),
+        following redirections and failovers; the replies in the order of ``requests``."""
+        replies: list[object] = [None] * len(requests)
+        pending = list(range(len(requests)))
+        deadline = time.monotonic() + FAILOVER_WAIT
+        pause = _PAUSE
+        tail = wait_command(wait)
+        while True:
+            version = self._map_version
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for i in pending:
+                node = self._node(requests[i])
+                groups.setdefault(node.name, (node, []))[1].append(i)
+            sent: list[tuple[_Held, int, list[int]]] = []
+            again: list[int] = []
+            failure: Exception | None = None
+            for node, indexes in groups.values():
+                try:
+                    held, count = self._send(node, [requests[i] for i in indexes], tail)
+                except _Unsent as exc:
+                    again += indexes
+                    failure = exc
+                    continue
+                except BackendUnavailable as exc:
+                    self._after_break(indexes, requests, again, exc)
+                    failure = exc
+                    continue
+                sent.append((held, count, indexes))
+            for held, count, indexes in sent:
+                try:
+                    got = self._read(held, count)
+                except BackendUnavailable as exc:
+                    self._after_break(indexes, requests, again, exc)
+                    failure = exc
+                    continue
+                if tail:
+                    acks = got.pop()
+                    if wait and not isinstance(acks, hiredis.ReplyError) and \
+                            not any(isinstance(r, hiredis.ReplyError) for r in got):
+                        check_acknowledged(acks, wait, got)
+                position = 0
+                for i in indexes:
+                    request = requests[i]
+                    if request.asking:
+                        position += 1  # ASKING's +OK
+                        request.asking = None
+                    reply = got[position]
+                    position += 1
+                    if self._redirected(request, reply):
+                        again.append(i)
+                        failure = BackendError(f"Redis error: {reply}")
+                    else:
+                        replies[i] = reply
+            if not again:
+                return replies
+            if time.monotonic() > deadline:
+                assert failure is not None
+                if isinstance(failure, _Unsent):
+                    raise BackendUnavailable(f"Redis is unavailable: {failure}") from failure
+                raise failure
+            if any(requests[i].asking is None for i in again):
+                self._refresh(version)
+                time.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE)
+            pending = again
+
+    @staticmethod
+    def _after_break(indexes: list[int], requests: list[_Request], again: list[int],
+                     exc: BackendUnavailable) -> None:
+        """A connection broke after sending: what may have run is sent again only when that
+        is harmless, else the failure is the caller's."""
+        if all(requests[i].retry_safe for i in indexes):
+            again += indexes
+        else:
+            raise exc
+
+    def _redirected(self, request: _Request, reply: object) -> bool:
+        """Whether ``reply`` sends the request elsewhere (it is then prepared to go again)."""
+        if not isinstance(reply, hiredis.ReplyError):
+            return False
+        message = str(reply)
+        if message.startswith("ASK "):
+            request.asking = message.split()[2]  # "host:port", redis-py's node name
+            return True
+        if message.startswith(("MOVED ", "TRYAGAIN", "CLUSTERDOWN")):
+            return True
+        if _is_noscript(reply) and request.script is not None:  # that master lacks the script
+            script, keys, args = request.script, request.keys, request.args
+            request.packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args])
+            return True
+        return False
+
+    # -- the Wire interface ---------------------------------------------------------------------
+
+    @staticmethod
+    def _call(script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> _Request:
+        return _Request(key_slot(_encode(keys[0])) if keys else None,
+                        core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]),
+                        script.retry_safe, script, keys, args)
+
+    def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
+            wait: tuple[int, int] | None = None) -> object:
+        """Run one script on the master of its keys' slot."""
+        return self.run_many(script, [(keys, args)], wait)[0]
+
+    def run_many(self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
+                 wait: tuple[int, int] | None = None) -> list[object]:
+        """Run one script for several key sets: one pipeline per master, sent to all at once."""
+        if not calls:
+            return []
+        replies = self._execute([self._call(script, keys, args) for keys, args in calls], wait)
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise backend_error(reply) from reply
+        return replies
+
+    def command(self, args: Sequence[Arg], key: Arg | None = None) -> object:
+        """Run one plain command on the master of ``key``'s slot (any master for None)."""
+        slot = None if key is None else key_slot(_encode(key))
+        reply = self._execute([_Request(slot, core.pack_command(args), True)], None)[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise backend_error(reply) from reply
+        return reply
