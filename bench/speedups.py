@@ -1,23 +1,32 @@
 """Speed of the compiled core against its pure-Python twin, one row per hot path.
 
-Run ``python bench/speedups.py``: both implementations are timed in this one process, each
-figure the median over repeats of a timeit loop, in nanoseconds per call. The README quotes it.
+Run ``python bench/speedups.py``: both implementations are timed in this one process, pure and
+compiled interleaved round by round (so a burst of load hits both), in nanoseconds per call: the
+best round of each and the median of the per-round ratios. The README quotes it.
+
+``--portable-sha`` measures a CPU without the x86 SHA extensions: the compiled core uses the C
+SHA-256 such a CPU selects (``bmi2``, or ``portable`` on a CPU without BMI2; ``--portable-sha
+portable`` forces the plain C one), and the script re-runs itself with ``OPENSSL_ia32cap``
+masking the SHA bit so that the pure twin's ``hmac`` (OpenSSL) runs without them too
+(``--keep-openssl-sha`` leaves OpenSSL alone: the compiled core's worst case).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import sys
-import timeit
+import time
 from collections.abc import Callable
 from types import ModuleType
 
 from redis_sessions import _core as compiled
 from redis_sessions import _pycore as pure
 
-REPEATS = 15
-TARGET_SECONDS = 0.02  # per repeat
+# OPENSSL_ia32cap "<CPUID.1 mask>:<CPUID.7 mask>": "~" clears bits; bit 29 of CPUID.7 EBX is SHA.
+OPENSSL_NO_SHA = ":~0x20000000"
 
 KEY = b"k" * 32
 OLD_KEY = b"o" * 32
@@ -37,6 +46,10 @@ NESTED_SNAP = pure.snapshot(NESTED)
 NESTED_CHANGED = json.loads(json.dumps(NESTED))
 NESTED_CHANGED["cart"].append({"sku": "new", "qty": 1, "price": 1.5})
 NESTED_REPLY = [b"user-42", 3, 1, 7200, 12, b"10.0.0.1", json.dumps(NESTED).encode(), 0]
+
+# issue 12, goal 4: the compiled core at least this many times its pure twin
+GOALS = {"sign+unsign": 5.0, "extract_token_signed": 5.0, "diff": 5.0, "diff_nested": 5.0,
+         "encode_changes": 5.0, "encode_nested": 5.0, "parse_session": 3.0, "parse_nested": 3.0}
 
 
 def cases(m: ModuleType) -> dict[str, Callable[[], object]]:
@@ -59,23 +72,67 @@ def cases(m: ModuleType) -> dict[str, Callable[[], object]]:
     }
 
 
-def median_ns(fn: Callable[[], object]) -> float:
-    timer = timeit.Timer(fn)
-    number, _ = timer.autorange()
-    number = max(1, int(number * TARGET_SECONDS / 0.2))
-    return statistics.median(t / number * 1e9 for t in timer.repeat(REPEATS, number))
+def loop_ns(fn: Callable[[], object], number: int) -> float:
+    """ns per call of ``number`` calls in a row."""
+    start = time.perf_counter_ns()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter_ns() - start) / number
+
+
+def calls_for(fn: Callable[[], object], seconds: float) -> int:
+    """How many calls take about ``seconds``."""
+    per_call = min(loop_ns(fn, 200) for _ in range(3))
+    return max(20, int(seconds * 1e9 / per_call))
+
+
+def measure(names: list[str], p: dict, c: dict, rounds: int, seconds: float) -> dict[str, tuple]:
+    """(best pure ns, best compiled ns, median per-round ratio) per name, rounds interleaved."""
+    numbers = {name: (calls_for(p[name], seconds), calls_for(c[name], seconds)) for name in names}
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
+    for r in range(rounds):
+        for name in names:
+            np_, nc = numbers[name]
+            first, second = (p, c) if r % 2 == 0 else (c, p)  # alternate which goes first
+            t1 = loop_ns(first[name], np_ if first is p else nc)
+            t2 = loop_ns(second[name], nc if first is p else np_)
+            tp, tc = (t1, t2) if first is p else (t2, t1)
+            times[name][0].append(tp)
+            times[name][1].append(tc)
+    return {name: (min(tp), min(tc), statistics.median(a / b for a, b in zip(tp, tc)))
+            for name, (tp, tc) in times.items()}
 
 
 def main() -> None:
-    print(f"# {sys.implementation.name} {sys.version.split()[0]}; "
-          f"compiled SHA-256: {compiled._sha256_backend()}; median of {REPEATS} repeats")
-    print(f"{'name':<22} {'pure_ns':>9} {'compiled_ns':>12} {'ratio':>7}")
-    pure_cases, compiled_cases = cases(pure), cases(compiled)
-    for name, fn in pure_cases.items():
-        assert fn() == compiled_cases[name]() or name == "new_token", name
-        p = median_ns(fn)
-        c = median_ns(compiled_cases[name])
-        print(f"{name:<22} {p:>9.0f} {c:>12.0f} {p / c:>6.1f}x")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--portable-sha", nargs="?", const="bmi2", choices=["bmi2", "portable"],
+                        help="no SHA-NI: the compiled core's C SHA-256 (bmi2 when the CPU has it, "
+                             "or plain portable C) and OpenSSL's SHA-NI masked for the pure twin")
+    parser.add_argument("--keep-openssl-sha", action="store_true",
+                        help="with --portable-sha: leave OpenSSL's SHA-NI on (the pure twin's best case)")
+    parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default 21)")
+    parser.add_argument("--seconds", type=float, default=0.01, help="per timed loop (default 0.01)")
+    parser.add_argument("names", nargs="*", help="rows to run (default: all)")
+    args = parser.parse_args()
+    if args.portable_sha and not args.keep_openssl_sha and os.environ.get("OPENSSL_ia32cap") != OPENSSL_NO_SHA:
+        # OpenSSL reads its CPU mask once, when it loads: a fresh interpreter is needed
+        env = dict(os.environ, OPENSSL_ia32cap=OPENSSL_NO_SHA)
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    if args.portable_sha:
+        compiled._use_sha256_backend(args.portable_sha)
+    p, c = cases(pure), cases(compiled)
+    names = args.names or list(p)
+    for name in names:
+        assert p[name]() == c[name]() or name == "new_token", name
+    openssl = os.environ.get("OPENSSL_ia32cap", "")
+    print(f"# {sys.implementation.name} {sys.version.split()[0]}; compiled SHA-256: "
+          f"{compiled._sha256_backend()}; OpenSSL SHA-NI: {'masked' if openssl == OPENSSL_NO_SHA else 'as the CPU has it'}"
+          f"; {args.rounds} interleaved rounds, best round (ns/call) and median ratio")
+    print(f"{'name':<22} {'pure_ns':>9} {'compiled_ns':>12} {'ratio':>7} {'goal':>6}")
+    for name, (tp, tc, ratio) in measure(names, p, c, args.rounds, args.seconds).items():
+        goal = GOALS.get(name)
+        mark = "" if goal is None else f">={goal:.0f}x" + ("" if ratio >= goal else " MISSED")
+        print(f"{name:<22} {tp:>9.0f} {tc:>12.0f} {ratio:>6.1f}x {mark:>6}")
 
 
 if __name__ == "__main__":

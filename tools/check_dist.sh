@@ -198,7 +198,7 @@ tar -xzf "$SDIST" -C "$WORK/sdist-x" --strip-components=1
 cp -r "$WORK/sdist-x/tests" "$WORK/sdist-x/pyproject.toml" "$TESTS_W/"
 LAP=$SECONDS
 if (cd "$TESTS_W" && run "$WORK/pytest-wheel.log" "${NOCC[@]}" REDIS_SESSIONS_EXPECT_IMPLEMENTATION=compiled CI=1 \
-        python -m pytest tests -q -m "not node" -p no:cacheprovider); then
+        python -m pytest tests -q -m "not node and not slow" -p no:cacheprovider); then
     pass "test suite against the installed wheel: $(tail -n 1 "$WORK/pytest-wheel.log" | tr -d '=')"
 else
     fail "test suite against the installed wheel: $(tail -n 1 "$WORK/pytest-wheel.log" | tr -d '=')"

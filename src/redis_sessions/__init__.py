@@ -10,7 +10,9 @@ from .core import IMPLEMENTATION
 from .errors import (
     BackendError,
     BackendUnavailable,
+    ReplicationTimeout,
     SessionError,
+    SessionRotated,
     SessionTooLarge,
     ValidationError,
 )
@@ -34,5 +36,7 @@ __all__ = [
     "SessionTooLarge",
     "BackendError",
     "BackendUnavailable",
+    "ReplicationTimeout",
+    "SessionRotated",
     "__version__",
 ]

@@ -111,11 +111,7 @@ class AsyncSession(Session):
 
     async def reload(self) -> None:  # type: ignore[override]
         """Read the session again from Redis, dropping unsaved changes."""
-        token, self._token = self._token, None
-        Session.reload(self)  # without a token: drops the unsaved state, no I/O
-        self._token = token
-        if token is not None:
-            await _drive(self, self._load_op())
+        await _drive(self, self._reload_op())
 
     async def finish(self) -> int:  # type: ignore[override]
         """End of request: save per policy; COOKIE_KEEP, COOKIE_SET or COOKIE_EXPIRE."""

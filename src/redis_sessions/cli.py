@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
     common.add_argument("--namespace", default=argparse.SUPPRESS,
                         help=f"key prefix of the sessions (default: {DEFAULT_NAMESPACE})")
+    common.add_argument("--layout", choices=("node", "cluster"), default=argparse.SUPPRESS,
+                        help="key layout of the sessions: node (default) or cluster "
+                             "(--redis-url then names one node of a Redis Cluster)")
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -200,6 +203,12 @@ def _manager(args: argparse.Namespace):
 
     from .demo.server import _safe_url
 
+    if args.layout == "cluster":  # the URL of one node: the manager builds a RedisCluster
+        try:
+            return RedisSessions(args.redis_url, namespace=args.namespace, wipe=0,
+                                 layout="cluster")
+        except ValueError as exc:
+            raise _Usage(f"--redis-url {_safe_url(args.redis_url)}: {exc}") from None
     try:
         client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
                                       socket_timeout=SOCKET_TIMEOUT)
@@ -311,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     explicit_url = getattr(args, "redis_url", None)
     args.redis_url = explicit_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     args.namespace = getattr(args, "namespace", DEFAULT_NAMESPACE)
+    args.layout = getattr(args, "layout", "node")
     as_json = bool(getattr(args, "json", False))
     started = time.monotonic()
     try:

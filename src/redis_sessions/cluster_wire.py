@@ -260,19 +260,46 @@ class ClusterWire:
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
             wait: tuple[int, int] | None = None) -> object:
-        """Run one script on the master of its keys' slot."""
-        return self.run_many(script, [(keys, args)], wait)[0]
+        """Run one script on the master of its keys' slot: one round trip on the held
+        connection to that master; anything unusual (a redirection, a broken connection, a
+        missing script) goes the general way of ``_execute``."""
+        request = self._call(script, keys, args)
+        if wait is None:
+            try:
+                held = self._held(self._node(request))
+                sock = held.socket()
+                sock.sendall(request.packed)
+            except (*_CONNECTION_ERRORS, _Unsent):
+                held = None
+            if held is not None:
+                try:
+                    reply = self._read(held, 1)[0]
+                except BackendUnavailable:
+                    if not script.retry_safe:
+                        raise  # it may have run: the caller's to know, as on one Redis
+                    return self._checked(self._execute([self._call(script, keys, args)], None))[0]
+                if not isinstance(reply, hiredis.ReplyError):
+                    return reply
+                if not self._redirected(request, reply):
+                    raise backend_error(reply) from reply
+                return self._checked(self._execute([request], None))[0]
+            request = self._call(script, keys, args)
+        return self._checked(self._execute([request], wait))[0]
+
+    @staticmethod
+    def _checked(replies: list[object]) -> list[object]:
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise backend_error(reply) from reply
+        return replies
 
     def run_many(self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
                  wait: tuple[int, int] | None = None) -> list[object]:
         """Run one script for several key sets: one pipeline per master, sent to all at once."""
         if not calls:
             return []
-        replies = self._execute([self._call(script, keys, args) for keys, args in calls], wait)
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise backend_error(reply) from reply
-        return replies
+        return self._checked(
+            self._execute([self._call(script, keys, args) for keys, args in calls], wait))
 
     def command(self, args: Sequence[Arg], key: Arg | None = None) -> object:
         """Run one plain command on the master of ``key``'s slot (any master for None)."""

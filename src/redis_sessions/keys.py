@@ -10,7 +10,7 @@
 
 Ours only (Node never reads them):
 
-| ``{ns}:{app}:an:{token}`` | STRING | an anonymous session: the JSON of its data; Redis TTL |
+| ``{ns}:{app}:an:{token}`` | HASH   | an anonymous session: ``d`` (JSON) and ``ttl``; Redis TTL |
 | ``{ns}:{app}:rt:{token}`` | STRING | a rotated token's mark: the successor's token or ""; short TTL |
 
 The Lua scripts receive the prefixes built here (``session_prefix``, ``user_prefix``) and only

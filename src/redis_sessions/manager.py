@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from . import core, validate
 from ._constants import (
@@ -27,12 +28,12 @@ from ._constants import (
     MIN_TTL,
 )
 from .cache import LocalCache
-from .errors import SessionError, ValidationError
-from .operations import CHUNK, PAGE, Call, Calls, Op, Operations, Session, T, Wait
+from .errors import BackendUnavailable, SessionError, ValidationError
+from .operations import PAGE, Call, Calls, Op, Operations, Session, T, Wait
 from .wiper import Wiper
 from .wire import Wire, backend_error
 
-__all__ = ["RedisSessions", "make_client", "CHUNK"]
+__all__ = ["RedisSessions", "make_client"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Timeouts for clients built here (a URL or REDIS_URL); a client passed in keeps its own.
@@ -59,6 +60,10 @@ def make_client(redis_: redis.Redis | RedisCluster | str | None, layout: str = "
             cluster = RedisCluster.from_url(
                 url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
             )
+        except RedisClusterException as exc:  # e.g. "Cluster mode is not enabled on this node"
+            raise BackendUnavailable(
+                f"layout=\"cluster\" with a URL builds a RedisCluster client: {exc} (for the "
+                "cluster layout on one Redis, pass a redis.Redis client)") from exc
         except redis.RedisError as exc:
             raise backend_error(exc) from exc
         return cluster, True
@@ -129,7 +134,8 @@ class RedisSessions(Operations):
             self._wire = Wire(self.client)
         self._checked_not_cluster = layout == "cluster"
         self.cache = (
-            LocalCache(self.client, self.keys.cache_channel, cache_time, cache_max)
+            LocalCache(self.client, self.keys.cache_channel, cache_time,  # type: ignore[arg-type]
+                       cache_max)
             if cache_time > 0
             else None
         )

@@ -5,6 +5,11 @@ calls it needs (``Call`` a script, ``Calls`` one script for many key sets pipeli
 plain command), receives each reply, and returns the result. ``RedisSessions`` (manager.py) drives
 them through the blocking wire; an async manager drives the very same generators with awaits, so
 validation, key naming, scripts and reply parsing exist once.
+
+Both layouts (keys.py) run the same scripts: an ``AppContext`` holds the keys and prefixes of
+one slot's worth of data (Node's layout: the whole app; the cluster layout: one bucket, found
+from a user id or a token), and the admin operations fan out over every context of an app in
+bounded, pipelined steps. ``durability="replicated"`` marks the writing steps with ``wait``.
 """
 
 from __future__ import annotations

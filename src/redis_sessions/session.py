@@ -29,6 +29,7 @@ from .cookies import secret_keys as _secret_keys
 from .errors import BackendError, SessionError, SessionRotated, ValidationError, key_not_text
 
 if TYPE_CHECKING:
+    from .aio import AsyncRedisSessions
     from .manager import RedisSessions
 
 __all__ = ["Session", "SessionHandler", "Codec", "ENVIRON_KEY", "UNKNOWN_IP"]
@@ -94,7 +95,7 @@ class SessionHandler:
         self,
         *,
         app_name: str | Callable[[Mapping[str, Any]], str | None],
-        sessions: RedisSessions | None = None,
+        sessions: RedisSessions | AsyncRedisSessions | None = None,
         redis: Any = None,
         ttl: int = DEFAULT_TTL,
         cookie: Mapping[str, object] | None = None,
@@ -118,7 +119,7 @@ class SessionHandler:
             sessions = RedisSessions(redis)
         elif redis is not None:
             raise TypeError("pass either sessions or redis, not both")
-        self.manager = sessions
+        self.manager: RedisSessions | AsyncRedisSessions = sessions
         self.ttl = _clamp_ttl(ttl, "SessionMiddleware")
         self.cookie = CookieOptions(cookie)
         self._keys = _secret_keys(secret_keys)
@@ -522,7 +523,7 @@ class Session(MutableMapping):
         return self._rotated
 
     @property
-    def manager(self) -> RedisSessions:
+    def manager(self) -> RedisSessions | AsyncRedisSessions:
         """The RedisSessions behind this session (Node's getRedisSessionsModule())."""
         return self._handler.manager
 
@@ -757,14 +758,14 @@ class Session(MutableMapping):
 
     def reload(self) -> None:
         """Read the session again from Redis, dropping unsaved changes."""
+        self._drive(self._reload_op())
+
+    def _reload_op(self) -> SessionOp[None]:
         self._snap = None
         self._force = False
         self._new_ttl = None
         self._blind = None
-        if self._token is None:
-            self._data = {}
-            return
-        self._load()
+        self._data = {} if self._token is None else (yield from self._load_op())
 
     # -- end of request ------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ def _vary_cookie(headers: list[tuple[str, str]]) -> None:
     """Add ``Cookie`` to the response's Vary header (caches must not share what the session
     shaped), merging with a Vary the app set."""
     for i, (name, value) in enumerate(headers):
-        if name.lower() == "vary":
+        if len(name) == 4 and name.lower() == "vary":
             fields = [f.strip().lower() for f in value.split(",")]
             if "cookie" not in fields and "*" not in fields:
                 headers[i] = (name, f"{value}, Cookie")

@@ -6,7 +6,7 @@ import time
 import pytest
 import redis.asyncio
 
-from redis_sessions import RedisSessions, core
+from redis_sessions import RedisSessions
 from redis_sessions.aio import AsyncRedisSessions
 from redis_sessions.errors import BackendUnavailable, ValidationError
 

@@ -104,11 +104,13 @@ class Node:
 
 
 class Cluster:
-    """Six nodes, three masters each with one replica; ``url`` names one node."""
+    """Six nodes, three masters each with one replica (``replicas=0``: three masters alone);
+    ``url`` names one node."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, replicas: int = 1) -> None:
         server, self.cli = _binaries()
-        ports = _free_ports(6, bus=True)
+        self.replicas = replicas
+        ports = _free_ports(3 * (1 + replicas), bus=True)
         self.nodes = [
             Node(server, port, root / str(port), "--cluster-enabled", "yes",
                  "--cluster-config-file", str(root / str(port) / "nodes.conf"),
@@ -122,10 +124,11 @@ class Cluster:
             node.start()
         subprocess.run(
             [self.cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", "1", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         self.wait_ok()
-        self.wait_replicated()
+        if self.replicas:
+            self.wait_replicated()
         return self
 
     def wait_replicated(self) -> None:

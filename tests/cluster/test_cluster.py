@@ -176,3 +176,83 @@ def test_a_master_killed_mid_run_loses_no_replicated_write(cluster: Cluster,
         cluster.wait_ok()
         cluster.wait_replicated()
 
+
+
+def _node_id(node) -> str:
+    return node.client().execute_command("CLUSTER", "MYID").decode()
+
+
+def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> None:
+    """A slot migrated by hand (MIGRATING/IMPORTING, MIGRATE key by key, SETSLOT NODE) while
+    get and set run on its sessions: ASK during the move, MOVED after it, nothing lost."""
+    crs = RedisSessions(cluster.client(), layout="cluster", namespace=cluster_ns, wipe=0)
+    user = "mover"
+    tokens = [crs.create(APP, user, "10.0.0.1", d={"n": 0}) for _ in range(20)]
+    ctx = crs._app(APP).of_user(user)
+    slot = redis.crc.key_slot(ctx.keys[0].encode())
+    client = cluster.client()
+    source = next(n for n in cluster.masters()
+                  if n.port == client.nodes_manager.get_node_from_slot(slot).port)
+    target = next(n for n in cluster.masters() if n is not source)
+    client.close()
+    errors: list[Exception] = []
+    stop = threading.Event()
+    redirections: list[str] = []
+    follow = crs._wire._redirected
+
+    def seen(request, reply) -> bool:
+        if follow(request, reply):
+            redirections.append(str(reply).split()[0])
+            return True
+        return False
+
+    crs._wire._redirected = seen
+
+    def load() -> None:
+        i = 0
+        while not stop.is_set():
+            token = tokens[i % len(tokens)]
+            i += 1
+            try:
+                assert crs.get(APP, token) is not None
+                assert crs.set(APP, token, {"n": i}) is not None
+            except Exception as exc:  # noqa: BLE001 - reported by the assert below
+                errors.append(exc)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        src, dst = source.client(), target.client()
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(target))
+        while keys_left := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS",
+                                *keys_left)
+            time.sleep(0.05)  # the load meets the slot half moved (ASK)
+        for node in cluster.masters():
+            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", _node_id(target))
+        time.sleep(0.3)  # and moved (MOVED)
+    finally:
+        stop.set()
+        worker.join()
+    try:
+        assert errors == []
+        assert "MOVED" in redirections and ("ASK" in redirections or "TRYAGAIN" in redirections)
+        assert len(crs.soid(APP, user)) == 20
+        assert crs.killsoid(APP, user) == 20
+    finally:
+        crs.close()
+
+
+def test_the_cli_lists_and_kills_through_one_node(cluster: Cluster, crs: RedisSessions,
+                                                  cluster_ns: str, capsys) -> None:
+    from redis_sessions.cli import main
+
+    tokens = [crs.create(APP, f"cli{i}", "10.0.0.1") for i in range(5)]
+    common = ["--redis-url", cluster.url, "--namespace", cluster_ns, "--layout", "cluster"]
+    assert main(["ls", APP, *common, "--json"]) == 0
+    listed = capsys.readouterr().out
+    assert all(token[:8] in listed or token in listed for token in tokens)
+    assert main(["kill-user", APP, "cli0", *common]) == 0
+    capsys.readouterr()
+    assert crs.soid(APP, "cli0") == []

@@ -86,6 +86,17 @@ def build() -> dict[str, list[dict[str, Any]]]:
             [b"", 1, 2, 3, 4, None, b'{"cart":[1,{"x":[null,true,-0.0,"\xc3\xa9"]}],"n":{}}', 0],
             ["", 1, 2, 3, 4, "", '{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}', 0],
             [b"u", 1, 2, 3, 4, None, b'{"a":[1,2', 0],
+            # nested values the compiled core parses itself: escapes, surrogate pairs, floats
+            [b"u", 1, 2, 3, 4, None, b'{"c":[{"s":"a-1","q":2,"p":9.99},{"s":"\\ud83d\\ude00\\n","q":-0,"p":-0.0}],'
+             b'"p":{"t":["x","\\ud800","\\u00e9\xc3\xa9"],"l":{"d":1e22,"e":1e23,"ok":true}},"p":[]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":[0.1,123456789012345.6,1234567890123456.7,2.5e-323,1.7976931348623157e308]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":{"b":[1,{"c":"\\ud800\\u0041\\/\\b\\f\\r\\t"}]}}', 0],
+            # and near misses (json.loads decides): Infinity, bad escapes, bad UTF-8 deep inside
+            [b"u", 1, 2, 3, 4, None, b'{"a":[1,-Infinity]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":{"b":"\\x"}}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":[{"b":"\xed\xa0\x80"}]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":[1,]}', 0],
+            [b"u", 1, 2, 3, 4, None, b'{"a":' + b"[" * 3000 + b"]" * 3000 + b"}", 0],
         )],
         "encode_changes": [case("encode_changes", c) for c in (
             {"a": "x", "b": 1, "c": 1.5, "d": True, "e": False, "f": None, "g": 10**25, "h": 1e-7},

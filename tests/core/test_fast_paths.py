@@ -1,6 +1,6 @@
-"""The compiled core's fast paths against the pure twin: the flat-JSON parser of parse_session
-(it must fall back to json.loads for anything it does not handle, with identical results, types
-included), the buffered randomness of new_token (never shared with a forked child), and the
+"""The compiled core's fast paths against the pure twin: the JSON parser of parse_session (flat
+and nested objects; it must fall back to json.loads for anything it does not handle, with
+identical results, types included), the buffered randomness of new_token (never shared with a forked child), and the
 one-allocation pack_command (same bytes, same exceptions)."""
 
 from __future__ import annotations
@@ -146,6 +146,97 @@ def test_flat_object_types(core_impl) -> None:
     d = got["d"]
     assert [type(v) for v in d.values()] == [int, float, bool, float, type(None), float, str]
     assert str(d["z"]) == "-0.0" and d["big"] == float("inf") and d["s"] == "\u00e9"
+
+
+# ---- parse_session: nested objects and arrays
+
+@st.composite
+def nested_texts(draw, depth: int = 0) -> str:
+    """A JSON value written by hand: random whitespace, hand-made numbers and strings (escapes,
+    surrogate pairs, raw control characters) at any depth, objects with repeated keys."""
+    kind = draw(st.integers(0, 9 if depth < 5 else 5))
+    if kind <= 1:
+        return json.dumps(draw(json_scalars), ensure_ascii=draw(st.booleans()))
+    if kind == 2:
+        return draw(number_texts)
+    if kind in (3, 4):
+        return draw(raw_strings | raw_escaped | surrogate_escapes)
+    if kind == 5:
+        return draw(st.sampled_from(["true", "false", "null", "[]", "{}", "[ ]", "{ }"]))
+    items = draw(st.lists(nested_texts(depth + 1), max_size=4))
+    if kind in (6, 7):
+        return "[" + ",".join(draw(ws) + item + draw(ws) for item in items) + "]"
+    names = [draw(keys.map(json.dumps) | raw_escaped | st.sampled_from(['"a"', '"a"', '"\\u0061"'])) for _ in items]
+    return "{" + ",".join(draw(ws) + k + draw(ws) + ":" + draw(ws) + v + draw(ws) for k, v in zip(names, items)) + "}"
+
+
+surrogate_escapes = st.lists(st.sampled_from(["\\ud83d", "\\ude00", "\\uD83D\\uDE00", "\\ud800\\u0041", "\\udbff\\udfff",
+                                              "\\ud800\\ud800\\udc00", "x", "\\u00E9", "\\u12", "\\uzzzz"]),
+                             max_size=4).map(lambda parts: '"' + "".join(parts) + '"')
+nested_objects = st.builds(lambda ws1, body, ws2: ws1 + body + ws2, ws,
+                           nested_texts().filter(lambda t: t.startswith("{")) | st.dictionaries(
+                               keys, st.recursive(json_scalars, lambda c: st.lists(c, max_size=3)
+                                                  | st.dictionaries(keys, c, max_size=3), max_leaves=15),
+                               max_size=6).map(lambda d: json.dumps(d, ensure_ascii=False)), ws)
+
+
+@SETTINGS
+@given(text=nested_objects)
+def test_nested_objects_same(core_impl, text) -> None:
+    same_parse(core_impl, text.encode("utf-8", "surrogatepass"))
+    same_parse(core_impl, text)
+
+
+@SETTINGS
+@given(data=mutated(nested_objects))
+def test_mutated_nested_objects_same(core_impl, data) -> None:
+    same_parse(core_impl, data)
+    same_parse(core_impl, data.decode("utf-8", "surrogateescape"))
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":[]}', '{"a":[ ]}', '{"a":[1,]}', '{"a":[,1]}', '{"a":[1 2]}', '{"a":{"b":}}', '{"a":{"b"}}',
+    '{"a":[1,[2,[3,{"b":[4.5,-0.0,1e400,"\\u00e9"]}]]]}', '{"a":[1', '{"a":{"b":1}', '{"a":[NaN]}',
+    '{"a":{"b":1,"b":[2]},"a":3}', '{"a":["\\ud83d\\ude00","\\ud800","\\udc00\\ud800"]}',
+    '{"a":"\\ud800\\u0041"}', '{"a":"\\ud800\\uzzzz"}', '{"a":"\\ud800\\u00"}', '{"a":["\\"\\\\\\/\\b\\f\\n\\r\\t"]}',
+    '{"a":[0.1,0.5,9.99,19.98,1e22,1e23,123456789012345.6,1234567890123456.7,4.35e-10,2.5e-323,1.7976931348623157e308]}',
+    '{"a":[0.000000000000000000001,100000000000000000000.0,9007199254740993.0,0.30000000000000004]}',
+    '{"a":[' + ",".join(["1.5"] * 300) + "]}", '{"a":["' + "\\n\u00e9" * 100 + '"]}',
+])
+def test_edge_nested_same(core_impl, text) -> None:
+    same_parse(core_impl, text.encode("utf-8"))
+    same_parse(core_impl, text)
+
+
+@pytest.mark.parametrize("depth", [1, 30, 33, 100, 400, 5000, 100_000])
+def test_deep_nesting_same(core_impl, depth) -> None:
+    """Deep arrays and objects: parsed while json parses them, None once it gives up (the
+    recursion limit), whichever parser the compiled core used."""
+    same_parse(core_impl, ('{"a":' + "[" * depth + "]" * depth + "}").encode())
+    same_parse(core_impl, ('{"a":' + '{"b":' * depth + "1" + "}" * depth + "}").encode())
+
+
+def test_deep_nesting_under_a_low_recursion_limit(core_impl) -> None:
+    text = ('{"a":' + "[" * 150 + "]" * 150 + "}").encode()
+    limit = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(120)
+        got = core_impl.parse_session([b"u", 1, 2, 3, 4, None, text, 0])
+        want = PURE.parse_session([b"u", 1, 2, 3, 4, None, text, 0])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert got is None and want is None
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(number=number_texts | st.floats(allow_nan=False, allow_infinity=False).map(repr))
+def test_float_tokens_as_float(core_impl, number) -> None:
+    """Each number token parses to the very double float() gives (bit for bit, sign of zero too)."""
+    got = core_impl.parse_session([b"u", 1, 2, 3, 4, None, ('{"a":[%s]}' % number).encode(), 0])
+    want = json.loads(number)
+    assert strict(got["d"]["a"][0]) == strict(want)
+    if isinstance(want, float):
+        assert strict(want) == strict(float(number))
 
 
 # ---- new_token: the random buffer

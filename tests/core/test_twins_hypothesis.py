@@ -187,6 +187,22 @@ def test_diff_after_in_place_changes(core_impl, stored, data) -> None:
     assert {k: dumps(v) for k, v in state.items()} == {k: dumps(v) for k, v in want.items()}
 
 
+@SETTINGS
+@given(data=st.dictionaries(st.text(max_size=4), json_trees, max_size=5),
+       separators=st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " :\t")]),
+       ensure_ascii=st.booleans(), indent=st.sampled_from([None, None, 1, "\t"]))
+def test_parse_nested_json_same(core_impl, data, separators, ensure_ascii, indent) -> None:
+    """Nested JSON text as json.dumps writes it: both twins give what json.loads gives (types,
+    key order and the sign of zero included: compared by repr)."""
+    text = json.dumps(data, separators=separators, ensure_ascii=ensure_ascii, indent=indent)
+    want = json.loads(text)
+    for d in (text.encode(), text):
+        reply = [b"u", 1, 2, 3, 4, b"ip", d, 0]
+        got, pure = core_impl.parse_session(reply), PURE.parse_session(reply)
+        assert repr(got) == repr(pure)
+        assert repr(got.get("d", {})) == repr(want)
+
+
 def bulk(item: bytes | None) -> bytes:
     return b"$-1\r\n" if item is None else b"$%d\r\n%s\r\n" % (len(item), item)
 

@@ -14,10 +14,21 @@ APP = "testapp"
 
 
 def test_session_keys_carry_a_redis_ttl(rs, redis_client, namespace) -> None:
+    """The session's hash and its user's token set expire with it; the app-wide indexes carry
+    no TTL (as in Node): the wiper keeps them tidy, and maintaining a TTL on keys every session
+    shares would cost Redis commands on every request."""
     token = rs.create(APP, "user1", "10.0.0.1", ttl=300)
-    for key in (f"{namespace}:{APP}:{token}", f"{namespace}:{APP}:us:user1",
-                f"{namespace}:{APP}:_sessions", f"{namespace}:{APP}:_users", f"{namespace}:SESSIONS"):
+    for key in (f"{namespace}:{APP}:{token}", f"{namespace}:{APP}:us:user1"):
         assert 299 <= redis_client.ttl(key) <= 301, key
+    for key in (f"{namespace}:{APP}:_sessions", f"{namespace}:{APP}:_users",
+                f"{namespace}:SESSIONS"):
+        assert redis_client.ttl(key) == -1, key
+
+
+def test_a_user_set_keeps_the_longest_ttl_of_its_sessions(rs, redis_client, namespace) -> None:
+    rs.create(APP, "user1", "10.0.0.1", ttl=3000)
+    rs.create(APP, "user1", "10.0.0.1", ttl=300)  # never shortens the set's TTL
+    assert redis_client.ttl(f"{namespace}:{APP}:us:user1") >= 2999
 
 
 def test_redis_ttl_is_refreshed_by_activity(rs, redis_client, namespace) -> None:
@@ -85,9 +96,9 @@ def test_wipe_spares_a_session_refreshed_after_its_score(rs, redis_client, names
 
 
 def test_wipe_in_chunks_from_many_processes_at_once(rs, redis_client, namespace, monkeypatch) -> None:
-    import redis_sessions.manager as manager
+    import redis_sessions.operations as operations
 
-    monkeypatch.setattr(manager, "CHUNK", 10)
+    monkeypatch.setattr(operations, "CHUNK", 10)
     tokens = [rs.create(APP, f"user{i % 7}", "10.0.0.1", ttl=60) for i in range(60)]
     for i, token in enumerate(tokens):
         _age(redis_client, namespace, token, f"user{i % 7}", 100)

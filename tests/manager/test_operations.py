@@ -93,9 +93,9 @@ def test_killsoid_and_killall_counts(rs: RedisSessions, redis_client, namespace)
 
 
 def test_killall_works_in_chunks(rs: RedisSessions, monkeypatch) -> None:
-    import redis_sessions.manager as manager
+    import redis_sessions.operations as operations
 
-    monkeypatch.setattr(manager, "CHUNK", 7)
+    monkeypatch.setattr(operations, "KILL_CHUNK", 7)
     for i in range(30):
         rs.create(APP, f"user{i % 4}", "10.0.0.1")
     assert rs.killall(APP) == 30

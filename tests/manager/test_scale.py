@@ -133,3 +133,43 @@ def test_iter_soapp_survives_sessions_touched_and_killed_while_paging(rs: RedisS
         if n % 25 == 0:
             rs.kill(APP, session["token"])  # the page cursor's entry goes
     assert len(seen) == len(set(seen)) == 300
+
+
+def test_ls_streams_every_session_past_the_first_rows(rs: RedisSessions, redis_url, namespace,
+                                                       capsys):
+    from redis_sessions.cli import main
+
+    load(redis.Redis.from_url(redis_url), namespace, 250, 250)
+    assert main(["ls", APP, "--redis-url", redis_url, "--namespace", namespace]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 250 + 1 and lines[-1] == f"250 sessions of {APP} active in the last 600s"
+    assert len({line.split()[0] for line in lines[1:-1]}) == 250
+    assert main(["ls", APP, "--json", "--redis-url", redis_url, "--namespace", namespace]) == 0
+    import json
+
+    assert len(json.loads(capsys.readouterr().out)["sessions"]) == 250
+
+
+def test_replicated_durability_reports_writes_no_replica_acknowledged(redis_url, namespace):
+    from redis_sessions.errors import ReplicationTimeout, ValidationError
+
+    with RedisSessions(redis_url, namespace=namespace, wipe=0) as plain:
+        token = plain.create(APP, "alice", "10.0.0.1")
+    durable = RedisSessions(redis_url, namespace=namespace, wipe=0, durability="replicated",
+                            replicas=1, timeout_ms=20)
+    try:
+        assert durable.get(APP, token)["id"] == "alice"  # reads do not wait
+        with pytest.raises(ReplicationTimeout) as caught:
+            durable.create(APP, "bob", "10.0.0.1")  # the private server has no replica
+        assert caught.value.acknowledged == 0
+        with pytest.raises(ReplicationTimeout) as caught:
+            durable.kill(APP, token)
+        assert caught.value.reply == 1  # done on the master, not acknowledged by a replica
+        with pytest.raises(ReplicationTimeout):
+            durable.killsoid(APP, "bob")
+    finally:
+        durable.close()
+    with pytest.raises(ValidationError):
+        RedisSessions(redis_url, durability="sync")
+    with pytest.raises(ValidationError):
+        RedisSessions(redis_url, durability="replicated", replicas=0)

@@ -111,52 +111,26 @@ def flask_app(**options):
     return app
 
 
-def django_setup() -> None:
-    """Django configured once per process (tests/web/django_support.py)."""
-    from .django_support import configure
-
-    configure()
-
-
 class Browsers:
     """``browsers.new()`` gives a browser (own cookie jar) with ``get(path, **query) -> text``."""
 
     def __init__(self, kind: str, rs, **options) -> None:
-        self.kind = kind
         options.setdefault("sessions", rs)
         options.setdefault("app_name", app_from_path)
-        self.options = options
-        if kind == "wsgi":
-            self.app = SessionMiddleware(routes, **options)
-        elif kind == "flask":
-            self.app = flask_app(**options)
-        else:
-            django_setup()
+        self.kind = kind
+        self.app = SessionMiddleware(routes, **options) if kind == "wsgi" else flask_app(**options)
 
     def new(self):
-        if self.kind == "wsgi":
-            client = Client(self.app)
-        elif self.kind == "flask":
-            client = self.app.test_client()
-        else:
-            from django.test import Client as DjangoClient, override_settings
-
-            client = DjangoClient()
-            with override_settings(REDIS_SESSIONS=self.options):
-                client.get("/")  # the handler builds its middleware on the first request
-        return _Browser(self.kind, client)
+        return _Browser(Client(self.app) if self.kind == "wsgi" else self.app.test_client())
 
 
 class _Browser:
-    def __init__(self, kind: str, client) -> None:
-        self.kind = kind
+    def __init__(self, client) -> None:
         self.client = client
 
     def get(self, path: str = "/", **query) -> str:
-        response = self.client.get(path, query_string=query) if self.kind != "django" else \
-            self.client.get(path, query)
-        self.last = response
-        return response.content.decode() if self.kind == "django" else response.text
+        self.last = self.client.get(path, query_string=query)
+        return self.last.text
 
 
 # Django's engine (a SessionStore built from the cookie alone) has no per-path app name: it is

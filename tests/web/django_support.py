@@ -35,8 +35,8 @@ def configure() -> None:
     if settings.configured:
         if settings.ROOT_URLCONF != "tests.web.django_urls" or \
                 "django.contrib.auth" not in settings.INSTALLED_APPS:
-            pytest.fail("Django was configured by someone else in this process: tests/web/"
-                        "conftest.py's django_setup() must call django_support.configure()")
+            pytest.fail("Django was configured by someone else in this process: configure "
+                        "it only through tests/web/django_support.configure()")
         return
     tmp = tempfile.mkdtemp(prefix="rs-django-")
     atexit.register(shutil.rmtree, tmp, True)

@@ -225,7 +225,11 @@ class Gunicorn:
              "--workers", "1", "--threads", "4", "--log-level", "warning",
              "tests.web.flask_support:create_app()"],
             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self._wait()
+        try:
+            self._wait()
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
 
     def _wait(self) -> None:
         deadline = time.monotonic() + 30
@@ -233,11 +237,10 @@ class Gunicorn:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.process.stdout.read()}")
             try:
-                requests.get(self.url + "/whoami", timeout=2)
+                requests.get(self.url + "/whoami", timeout=5)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.1)
-        self.stop()
         raise RuntimeError("gunicorn did not answer within 30 s")
 
     def stop(self) -> str:

@@ -2,6 +2,8 @@
 --
 -- Calling convention of all scripts (built by manager.py):
 --   KEYS[1] {ns}:{app}:_sessions   KEYS[2] {ns}:{app}:_users   KEYS[3] {ns}:SESSIONS
+--   (the cluster layout passes one bucket's indexes and prefixes instead, all in one slot, so
+--   the scripts are the same for both layouts; keys.py)
 --   KEYS[4..] script-specific
 --   ARGV[1] app   ARGV[2] session key prefix "{ns}:{app}:"   ARGV[3] user set prefix "{ns}:{app}:us:"
 --   ARGV[4] cache channel ("" = do not publish)   ARGV[5] "1" = keep a Redis TTL on the keys
@@ -81,10 +83,13 @@ local function checked_ttl(text)
   return ttl
 end
 
--- Give key a Redis TTL of at least secs (never shortens one that is longer).
-local function extend(key, secs)
-  local current = redis.call('TTL', key)
-  if current == -1 or current < secs then redis.call('EXPIRE', key, secs) end
+-- Give a user's token set (shared by that user's sessions) a Redis TTL of at least secs, never
+-- shortening a longer one: EXPIRE GT extends an existing TTL in one command; a set that has none
+-- yet gets one with NX when this session is new.
+local function extend(key, secs, new)
+  if redis.call('EXPIRE', key, secs, 'GT') == 0 and new then
+    redis.call('EXPIRE', key, secs, 'NX')
+  end
 end
 
 local function publish(token)
@@ -92,28 +97,36 @@ local function publish(token)
 end
 
 -- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
--- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs.
--- The TTLs follow la + ttl, which moves only when la does (a no_resave session's never does),
--- so they are set at creation (s.new) and refreshed only when la moved.
-local function touch(s, token, now)
+-- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs of
+-- the session's hash and its user's token set (the app-wide indexes, as in Node, carry none:
+-- the wiper keeps them tidy).
+-- ``fields`` (a flat list of hash fields and values the caller changes, may be empty) is
+-- written in the same HSET. The scores and TTLs follow la, so they are written only when la
+-- moved (or the session is new): a session used again within a second costs no index update.
+local function touch(s, token, now, fields)
   local moved = s.new
   if s.no_resave then
-    if s.idle > 0 then redis.call('HSET', s.key, 'ttl', s.ttl, 'la', now) ; s.la = now end
+    if s.idle > 0 then
+      fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = s.ttl
+      fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
+      s.la = now
+      moved = true
+    end
   elseif s.idle > 1 then
-    redis.call('HSET', s.key, 'la', now) ; s.la = now
+    fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
+    s.la = now
     moved = true
   end
+  if #fields > 0 then redis.call('HSET', s.key, unpack(fields)) end
+  if not moved then return end
   redis.call('ZADD', SESSIONS_KEY, now, token .. ':' .. s.id)
   redis.call('ZADD', USERS_KEY, now, s.id)
   redis.call('ZADD', EXPIRY_KEY, now + s.ttl, APP .. ':' .. token .. ':' .. s.id)
-  if REDIS_TTL and moved then
+  if REDIS_TTL then
     -- the session counts as expired once now > la + ttl
     local left = s.la + s.ttl + 1 - now
     redis.call('EXPIRE', s.key, left)
-    extend(USER_PREFIX .. s.id, left)
-    extend(SESSIONS_KEY, left)
-    extend(USERS_KEY, left)
-    extend(EXPIRY_KEY, left)
+    extend(USER_PREFIX .. s.id, left, s.new)
   end
 end
 
@@ -277,12 +290,12 @@ end
 
 -- Start a user session in hash s.key (checks done by the caller): fields, token set, indexes.
 local function store(s, token, now)
-  redis.call('HSET', s.key, 'id', s.id, 'r', 1, 'w', 1, 'ip', s.ip, 'la', now, 'ttl', s.ttl)
-  if s.d then redis.call('HSET', s.key, 'd', s.d) end
-  if s.no_resave then redis.call('HSET', s.key, 'no_resave', 1) end
+  local fields = {'id', s.id, 'r', 1, 'w', 1, 'ip', s.ip, 'la', now, 'ttl', s.ttl}
+  if s.d then fields[#fields + 1] = 'd' ; fields[#fields + 1] = s.d end
+  if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = 1 end
   redis.call('SADD', USER_PREFIX .. s.id, token)
   s.r, s.w, s.la, s.idle, s.new = 1, 1, now, 0, true
-  touch(s, token, now)
+  touch(s, token, now, fields)
 end
 
 local function refuse_data(text, count, max_bytes, max_keys)

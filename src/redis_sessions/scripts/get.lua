@@ -7,8 +7,7 @@ local token, anonymous = ARGV[6], ARGV[7] == '1'
 local now = now_seconds()
 local s = live(KEYS[4], token, now)
 if s then
-  redis.call('HINCRBY', s.key, 'r', 1)
-  touch(s, token, now)
+  touch(s, token, now, {'r', s.r + 1})  -- the reply keeps r as read, as Node's does
   return reply(s)
 end
 if anonymous then

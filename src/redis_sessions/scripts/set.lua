@@ -21,19 +21,21 @@ local function update(s, session_token)
   local refused = refuse_data(d, count, max_bytes, max_keys)
   if refused then return redis.error_reply(refused) end
   publish(session_token)
+  s.w = s.w + 1
+  local fields = {'w', s.w}
   if d then
-    redis.call('HSET', s.key, 'd', d)
+    fields[3], fields[4] = 'd', d
   else
     redis.call('HDEL', s.key, 'd')
   end
   s.d = d
-  s.w = redis.call('HINCRBY', s.key, 'w', 1)
   if new_ttl and new_ttl ~= s.ttl then
     -- a new ttl counts from now, for no_resave sessions too (their ttl field is the remainder)
     s.ttl, s.idle, s.la, s.new = new_ttl, 0, now, true
-    redis.call('HSET', s.key, 'ttl', new_ttl, 'la', now)
+    fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = new_ttl
+    fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
   end
-  touch(s, session_token, now)
+  touch(s, session_token, now, fields)
   return reply(s)
 end
 
