@@ -116,3 +116,84 @@ def raw_caller(url: str, packed: bytes) -> Iterator[Callable[[], object]]:
         yield call
     finally:
         sock.close()
+
+
+class HttpServer:
+    """One HTTP server process serving one bench stack on a free loopback port: started with
+    ``command`` (``{port}`` filled in), its output in ``logdir``; ``/read`` must answer 200."""
+
+    def __init__(self, name: str, stack: str, command: list[str], logdir: str,
+                 env: dict[str, str] | None = None) -> None:
+        import subprocess
+
+        from redis_sessions.embedded import free_port
+
+        self.name = name
+        self.stack = stack
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(logdir, f"{name}-{stack}.log")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [part.format(port=self.port) for part in command],
+                env={**os.environ, **(env or {})},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} ({self.stack}) exited:\n{self.log()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + "/read", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.name} ({self.stack}) not answering in {timeout}s:\n{self.log()}")
+
+    def login(self) -> str:
+        """The ``name=value`` of the session cookie ``/login`` sets ("" when none)."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/login", timeout=10) as response:
+            header = response.headers.get("Set-Cookie")
+        return header.split(";", 1)[0].strip() if header else ""
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()[-3000:]
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def serving(start: Callable[[str, str], HttpServer], stacks: tuple[str, ...]
+            ) -> Iterator[dict[str, HttpServer]]:
+    """Every stack served at once (idle servers cost nothing), all stopped at the end;
+    ``start(stack, logdir)`` starts one."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as logdir:
+        started: dict[str, HttpServer] = {}
+        try:
+            for stack in stacks:
+                started[stack] = start(stack, logdir)
+            for server in started.values():
+                server.wait_ready()
+            yield started
+        finally:
+            for server in started.values():
+                server.stop()

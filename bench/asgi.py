@@ -18,26 +18,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import hiredis
 import redis
-from _common import private_redis
+from _common import HttpServer, private_redis, serving
 from http_bench import WRK_HINT, WRK_SCRIPT, run_wrk
 
 from redis_sessions import core, scripts
-from redis_sessions.embedded import free_port
 from redis_sessions.keys import Keys
 
 APP = NAMESPACE = "asgibench"
@@ -124,66 +119,11 @@ def serve(stack: str, port: int, redis_url: str) -> None:
 # -- the HTTP cells --------------------------------------------------------------------------------
 
 
-class Uvicorn:
-    """``python bench/asgi.py --serve STACK``: one uvicorn worker on a free loopback port."""
-
-    def __init__(self, stack: str, redis_url: str, logdir: str) -> None:
-        self.stack = stack
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(logdir, f"uvicorn-{stack}.log")
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), "--serve", stack,
-                 "--port", str(self.port), "--redis-url", redis_url],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn ({self.stack}) exited:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/read", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"uvicorn ({self.stack}) not answering in {timeout}s:\n{self.log()}")
-
-    def login(self) -> str:
-        """The ``name=value`` of the session cookie ``/login`` sets ("" for the bare app)."""
-        with urllib.request.urlopen(self.url + "/login", timeout=10) as response:
-            header = response.headers.get("Set-Cookie")
-        return header.split(";", 1)[0].strip() if header else ""
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextlib.contextmanager
-def servers(redis_url: str) -> Iterator[dict[str, Uvicorn]]:
-    with tempfile.TemporaryDirectory(prefix="asgibench-") as logdir:
-        started: dict[str, Uvicorn] = {}
-        try:
-            for stack in STACKS:
-                started[stack] = Uvicorn(stack, redis_url, logdir)
-            for server in started.values():
-                server.wait_ready()
-            yield started
-        finally:
-            for server in started.values():
-                server.stop()
+def uvicorn(stack: str, redis_url: str, logdir: str) -> HttpServer:
+    """``python bench/asgi.py --serve STACK``: one uvicorn worker serving one stack."""
+    return HttpServer("uvicorn", stack, [
+        sys.executable, os.path.abspath(__file__), "--serve", stack, "--port", "{port}",
+        "--redis-url", redis_url], logdir)
 
 
 def counters(client: redis.Redis, cookie: str) -> tuple[int, int]:
@@ -196,7 +136,8 @@ def http_cells(args: argparse.Namespace, wrk: str, url: str) -> dict[str, Any]:
     cells: dict[str, dict[str, list[float]]] = {s: {r: [] for r in ROUTES} for s in STACKS}
     problems: list[str] = []
     client = redis.Redis.from_url(url)
-    with servers(url) as running, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+    with serving(lambda stack, logdir: uvicorn(stack, url, logdir), STACKS) as running, \
+            tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT)
         script.flush()
         cookies = {s: running[s].login() for s in ("starsessions", *RS_STACKS)}

@@ -16,27 +16,21 @@ Needs wrk (``apt-get install wrk``): exits 2 without it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import redis
-from _common import calls_delta, command_calls, private_redis, server_cpu_us
+from _common import HttpServer, calls_delta, command_calls, private_redis, server_cpu_us, serving
 from http_apps import APP, FLASK_SESSION_PREFIX, NAMESPACE, STACKS
 
 from redis_sessions import core
-from redis_sessions.embedded import free_port
 from redis_sessions.keys import Keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,72 +63,12 @@ WRK_HINT = ("wrk is not on PATH: install it (Debian/Ubuntu: apt-get install -y w
             "brew install wrk; or build https://github.com/wg/wrk)")
 
 
-class Gunicorn:
-    """One gunicorn serving one stack of http_apps on a free loopback port."""
-
-    def __init__(self, stack: str, redis_url: str, logdir: str) -> None:
-        self.stack = stack
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = os.path.join(logdir, f"gunicorn-{stack}.log")
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS),
-                 "--worker-class", "sync", "--bind", f"127.0.0.1:{self.port}",
-                 "--chdir", str(ROOT), "--log-level", "warning",
-                 f'bench.http_apps:create("{stack}")'],
-                env={**os.environ, "BENCH_REDIS_URL": redis_url},
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn ({self.stack}) exited:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/read", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            time.sleep(0.1)
-        raise RuntimeError(f"gunicorn ({self.stack}) not answering in {timeout}s:\n{self.log()}")
-
-    def login(self) -> str:
-        """The ``name=value`` of the session cookie ``/login`` sets."""
-        with urllib.request.urlopen(self.url + "/login", timeout=10) as response:
-            header = response.headers.get("Set-Cookie")
-            if response.status != 200 or not header:
-                raise RuntimeError(f"/login of {self.stack}: {response.status}, no cookie")
-        return header.split(";", 1)[0].strip()
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@contextlib.contextmanager
-def gunicorns(redis_url: str) -> Iterator[dict[str, Gunicorn]]:
-    """Every stack served at once (idle workers cost nothing), all stopped at the end."""
-    with tempfile.TemporaryDirectory(prefix="httpbench-") as logdir:
-        servers: dict[str, Gunicorn] = {}
-        try:
-            for stack in STACKS:
-                servers[stack] = Gunicorn(stack, redis_url, logdir)
-            for server in servers.values():
-                server.wait_ready()
-            yield servers
-        finally:
-            for server in servers.values():
-                server.stop()
+def gunicorn(stack: str, redis_url: str, logdir: str) -> HttpServer:
+    """gunicorn (WORKERS sync workers) serving one stack of http_apps."""
+    return HttpServer("gunicorn", stack, [
+        sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync",
+        "--bind", "127.0.0.1:{port}", "--chdir", str(ROOT), "--log-level", "warning",
+        f'bench.http_apps:create("{stack}")'], logdir, env={"BENCH_REDIS_URL": redis_url})
 
 
 def run_wrk(wrk: str, script: str, url: str, cookie: str, seconds: float,
@@ -197,12 +131,15 @@ def check_cell(stack: str, route: str, before: Any, after: Any, requests: int) -
 def bench(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
     cells: dict[str, dict[str, list[dict[str, Any]]]] = {s: {r: [] for r in ROUTES} for s in STACKS}
     problems: list[str] = []
-    with private_redis(args.redis_url) as url, gunicorns(url) as servers, \
+    with private_redis(args.redis_url) as url, \
+            serving(lambda stack, logdir: gunicorn(stack, url, logdir), STACKS) as servers, \
             tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT)
         script.flush()
         client = redis.Redis.from_url(url)
         cookies = {s: servers[s].login() for s in ("flask_session", "flask_rs", "wsgi_rs")}
+        if not all(cookies.values()):
+            raise RuntimeError(f"a /login set no cookie: {cookies}")
         # the bare apps get a cookie header of the same size, which they ignore
         cookies["flask"] = cookies["wsgi"] = cookies["wsgi_rs"]
         probes = {s: WriteProbe(client, s, cookies[s]) for s in STACKS}

@@ -28,7 +28,6 @@ import argparse
 import json
 import multiprocessing
 import shutil
-import subprocess
 import sys
 import tempfile
 import time

@@ -15,6 +15,9 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.cluster
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio import RedisCluster as AsyncRedisCluster
 
 from . import core, validate
 from ._constants import (
@@ -26,6 +29,7 @@ from ._constants import (
     MAX_DATA_KEYS,
     MIN_TTL,
 )
+from .async_cluster_wire import AsyncClusterWire
 from .async_wire import AsyncWire
 from .cache import LocalCache
 from .errors import SessionError, ValidationError
@@ -34,24 +38,33 @@ from .operations import Call, Calls, Op, Operations, Session, T
 
 __all__ = ["AsyncRedisSessions"]
 
-def _async_client(redis_: Any) -> tuple[redis.asyncio.Redis, bool]:
-    """The async client to use and whether we own it (built it from a URL)."""
-    if isinstance(redis_, redis.asyncio.Redis):
+AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+
+
+def _async_client(redis_: Any, layout: str) -> tuple[AsyncClient, bool]:
+    """The async client to use and whether we own it (built it from a URL). A URL with
+    ``layout="cluster"`` builds a ``redis.asyncio.RedisCluster`` (it loads the slot map on
+    first use)."""
+    if isinstance(redis_, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
         return redis_, False
-    if isinstance(redis_, (redis.Redis, redis.asyncio.RedisCluster)):
-        raise TypeError("AsyncRedisSessions needs a redis.asyncio.Redis client (a Sentinel "
-                        "master's too) or a URL; cluster clients are not supported yet")
+    if isinstance(redis_, (redis.Redis, redis.cluster.RedisCluster)):
+        raise TypeError("AsyncRedisSessions needs a redis.asyncio client (Redis, a Sentinel "
+                        "master's, or RedisCluster) or a URL")
     url = redis_ or os.environ.get("REDIS_URL") or DEFAULT_URL
     if not isinstance(url, str):
-        raise TypeError("redis must be a redis.asyncio.Redis client, a URL string or None")
-    client = redis.asyncio.Redis.from_url(
+        raise TypeError("redis must be a redis.asyncio.Redis or RedisCluster client, a URL "
+                        "string or None")
+    cls = redis.asyncio.RedisCluster if layout == "cluster" else redis.asyncio.Redis
+    client = cls.from_url(
         url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
     )
     return client, True
 
 
-def _sync_client(client: redis.asyncio.Redis) -> redis.Redis:
+def _sync_client(client: AsyncClient) -> redis.Redis:
     """A blocking client to the same server, for the cache's pub/sub listener thread."""
+    if isinstance(client, redis.asyncio.RedisCluster):
+        raise NotImplementedError("cache_time with a cluster client is not supported yet")
     pool = client.connection_pool
     if isinstance(pool, redis.asyncio.SentinelConnectionPool):
         raise NotImplementedError("cache_time with a Sentinel client is not supported yet")
@@ -67,18 +80,21 @@ def _sync_client(client: redis.asyncio.Redis) -> redis.Redis:
 class AsyncRedisSessions(Operations):
     """``RedisSessions`` for asyncio: the same API, options and errors, as coroutines.
 
-    ``redis`` is a ``redis.asyncio.Redis`` client (a Sentinel master client too; cluster clients
-    are not supported yet), a URL, or None (``REDIS_URL``, else the local default). Calls on
-    one event loop share one pipelined connection; a reply slower than the client's
+    ``redis`` is a ``redis.asyncio.Redis`` client (a Sentinel master client too), a
+    ``redis.asyncio.RedisCluster`` (with ``layout="cluster"``), a URL (a cluster node's with
+    ``layout="cluster"``), or None (``REDIS_URL``, else the local default). Calls on one event
+    loop share one pipelined connection (per cluster node); a reply slower than the client's
     ``socket_timeout`` (5 s for a client built here) raises ``BackendUnavailable``. ``wipe``
     runs as a task of the loop that used the manager last; ``cache_time`` > 0 uses the same
     local cache as ``RedisSessions`` (its invalidation listener is a thread with a blocking
-    client to the same server). ``layout="cluster"``: the cluster key layout, on one server.
+    client to the same server; not with a cluster yet). ``layout="cluster"``: the cluster key
+    layout, on a Redis Cluster or on one server (a ``redis.asyncio.Redis`` client, or a URL of
+    a server that is no cluster node).
     """
 
     def __init__(
         self,
-        redis: redis.asyncio.Redis | str | None = None,
+        redis: redis.asyncio.Redis | redis.asyncio.RedisCluster | str | None = None,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         wipe: int = DEFAULT_WIPE,
@@ -92,8 +108,18 @@ class AsyncRedisSessions(Operations):
         super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout)
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
-        self.client, self._owns_client = _async_client(redis)
-        self._wire = AsyncWire(self.client)
+        if isinstance(redis, AsyncRedisCluster) and layout != "cluster":
+            raise ValidationError("invalidValue", "a RedisCluster client needs layout=\"cluster\" "
+                                  "(Node's layout puts an app's keys in many slots)")
+        self.client, self._owns_client = _async_client(redis, layout)
+        self._wire: AsyncWire | AsyncClusterWire
+        if isinstance(self.client, AsyncRedisCluster):
+            # a URL: the cluster layout on that one Redis when it is no cluster node
+            single = _async_client(redis, "node")[0] if self._owns_client else None
+            assert single is None or isinstance(single, AsyncRedis)
+            self._wire = AsyncClusterWire(self.client, self._owns_client, single)
+        else:
+            self._wire = AsyncWire(self.client)
         self._sync_client = _sync_client(self.client) if cache_time > 0 else None
         if self._sync_client is not None:
             self.cache = LocalCache(self._sync_client, self.keys.cache_channel, cache_time,
@@ -116,7 +142,7 @@ class AsyncRedisSessions(Operations):
                     elif isinstance(step, Calls):
                         reply = await wire.run_many(step.script, step.calls, step.wait)
                     else:
-                        reply = await wire.command(step.args)
+                        reply = await wire.command(step.args, step.key)
                 except SessionError as exc:
                     step = op.throw(exc)
                 else:

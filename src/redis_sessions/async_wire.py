@@ -66,8 +66,9 @@ class _Pipe:
         self.task = self.loop.create_task(self._read(conn._reader))
 
     @classmethod
-    async def open(cls, pool: Any) -> _Pipe:
-        conn = pool.make_connection()
+    async def open(cls, conn: Any) -> _Pipe:
+        """Connect ``conn`` (a new redis.asyncio ``Connection``: a pool's, or a cluster node's)
+        and make it a pipe."""
         try:
             await conn.connect()
         except _CONNECTION_ERRORS as exc:
@@ -188,7 +189,7 @@ class AsyncWire:
             async with lock:  # one connect per loop, however many callers wait for it
                 pipe = self._pipes.get(loop)
                 if pipe is None or pipe.error is not None:
-                    pipe = self._pipes[loop] = await _Pipe.open(self.pool)
+                    pipe = self._pipes[loop] = await _Pipe.open(self.pool.make_connection())
         self._last = pipe
         return pipe
 
@@ -241,8 +242,9 @@ class AsyncWire:
             check_acknowledged(replies[1], wait, reply)
         return reply
 
-    async def command(self, args: Sequence[Arg]) -> Any:
-        """Run one plain command in one round trip; an error reply raises."""
+    async def command(self, args: Sequence[Arg], key: Arg | None = None) -> Any:
+        """Run one plain command in one round trip; an error reply raises. (``key``, the
+        cluster wire's routing hint, means nothing on one Redis.)"""
         reply = (await self._roundtrip(core.pack_command(args), 1))[0]
         if isinstance(reply, hiredis.ReplyError):
             raise backend_error(reply) from reply

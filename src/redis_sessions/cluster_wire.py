@@ -65,6 +65,27 @@ class _Unsent(Exception):
     """The connection failed before anything was sent: safe to send again."""
 
 
+def batch_replies(requests: list[_Request], indexes: list[int], got: list[object],
+                  wait_sent: bool, wait: tuple[int, int] | None) -> list[tuple[int, object]]:
+    """Each request's reply from one node's batch, in order: the WAIT acknowledgement checked
+    and taken off the end, ASKING's +OK skipped (the request then goes without it)."""
+    if wait_sent:
+        acks = got.pop()
+        if wait and not isinstance(acks, hiredis.ReplyError) and \
+                not any(isinstance(r, hiredis.ReplyError) for r in got):
+            check_acknowledged(acks, wait, got)
+    out = []
+    position = 0
+    for i in indexes:
+        request = requests[i]
+        if request.asking:
+            position += 1
+            request.asking = None
+        out.append((i, got[position]))
+        position += 1
+    return out
+
+
 class ClusterWire:
     """EVALSHA/commands routed by slot to the masters of ``client``'s cluster."""
 
@@ -134,29 +155,6 @@ class ClusterWire:
             raise backend_error(exc) from exc
         return held, sum(2 if r.asking else 1 for r in requests) + (1 if tail else 0)
 
-    @staticmethod
-    def _read(held: _Held, count: int) -> list[object]:
-        try:
-            sock, reader = held.sock, held.reader
-            assert sock is not None
-            replies: list[object] = []
-            while len(replies) < count:
-                reply = reader.gets()
-                if reply is False:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise redis.ConnectionError("Connection closed by server.")
-                    reader.feed(data)
-                else:
-                    replies.append(reply)
-            return replies
-        except _CONNECTION_ERRORS as exc:
-            held.drop()
-            raise backend_error(exc) from exc
-        except hiredis.ProtocolError as exc:
-            held.drop()
-            raise BackendError(f"Redis protocol error: {exc}") from exc
-
     def _execute(self, requests: list[_Request], wait: tuple[int, int] | None) -> list[object]:
         """Send every request to its slot's master (pipelined per master, all masters at once),
         following redirections and failovers; the replies in the order of ``requests``."""
@@ -188,25 +186,13 @@ class ClusterWire:
                 sent.append((held, count, indexes))
             for held, count, indexes in sent:
                 try:
-                    got = self._read(held, count)
+                    got = held.read(count)
                 except BackendUnavailable as exc:
                     self._after_break(indexes, requests, again, exc)
                     failure = exc
                     continue
-                if tail:
-                    acks = got.pop()
-                    if wait and not isinstance(acks, hiredis.ReplyError) and \
-                            not any(isinstance(r, hiredis.ReplyError) for r in got):
-                        check_acknowledged(acks, wait, got)
-                position = 0
-                for i in indexes:
-                    request = requests[i]
-                    if request.asking:
-                        position += 1  # ASKING's +OK
-                        request.asking = None
-                    reply = got[position]
-                    position += 1
-                    if self._redirected(request, reply):
+                for i, reply in batch_replies(requests, indexes, got, bool(tail), wait):
+                    if self._redirected(requests[i], reply):
                         again.append(i)
                         failure = BackendError(f"Redis error: {reply}")
                     else:
@@ -273,7 +259,7 @@ class ClusterWire:
                 held = None
             if held is not None:
                 try:
-                    reply = self._read(held, 1)[0]
+                    reply = held.read(1)[0]
                 except BackendUnavailable:
                     if not script.retry_safe:
                         raise  # it may have run: the caller's to know, as on one Redis

@@ -79,6 +79,30 @@ class _Held:
         if self.conn is not None:
             self.conn.disconnect()
 
+    def read(self, count: int) -> list[object]:
+        """Read ``count`` replies of what was sent (error replies are returned, not raised); a
+        broken or garbled stream drops the connection and raises our exception."""
+        try:
+            sock, reader = self.sock, self.reader
+            assert sock is not None
+            replies: list[object] = []
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise redis.ConnectionError("Connection closed by server.")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
+            return replies
+        except _CONNECTION_ERRORS as exc:
+            self.drop()
+            raise backend_error(exc) from exc
+        except hiredis.ProtocolError as exc:
+            self.drop()
+            raise BackendError(f"Redis protocol error: {exc}") from exc
+
     def release(self) -> None:
         conn, self.conn = self.conn, None
         self.sock = None
@@ -156,26 +180,11 @@ class Wire:
     def _roundtrip(held: _Held, packed: bytes, count: int) -> list[object]:
         """Send ``packed`` and read ``count`` replies (error replies are returned, not raised)."""
         try:
-            sock = held.socket()
-            sock.sendall(packed)
-            reader = held.reader
-            replies: list[object] = []
-            while len(replies) < count:
-                reply = reader.gets()
-                if reply is False:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise redis.ConnectionError("Connection closed by server.")
-                    reader.feed(data)
-                else:
-                    replies.append(reply)
-            return replies
+            held.socket().sendall(packed)
         except _CONNECTION_ERRORS as exc:
             held.drop()
             raise backend_error(exc) from exc
-        except hiredis.ProtocolError as exc:
-            held.drop()
-            raise BackendError(f"Redis protocol error: {exc}") from exc
+        return held.read(count)
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
             wait: tuple[int, int] | None = None) -> object:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -101,6 +102,25 @@ class Node:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+def move_slot(cluster: Cluster, slot: int, source: Any, target: Any) -> None:
+    """Migrate ``slot`` by hand from ``source`` to ``target`` (MIGRATING/IMPORTING, MIGRATE a few
+    keys at a time, SETSLOT NODE on every master): a load running meanwhile meets the slot half
+    moved (ASK, TRYAGAIN) and then moved (MOVED)."""
+    src, dst = source.client(), target.client()
+    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", node_id(source))
+    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", node_id(target))
+    while keys_left := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys_left)
+        time.sleep(0.05)
+    for node in cluster.masters():
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id(target))
+    time.sleep(0.3)
+
+
+def node_id(node: Any) -> str:
+    return node.client().execute_command("CLUSTER", "MYID").decode()
 
 
 class Cluster:

@@ -17,7 +17,7 @@ from redis_sessions import RedisSessions, keys
 from redis_sessions.errors import BackendError, BackendUnavailable, ValidationError
 from redis_sessions.wsgi import SessionMiddleware, get_session
 
-from .conftest import Cluster
+from .conftest import Cluster, move_slot
 
 APP = "clapp"
 
@@ -178,10 +178,6 @@ def test_a_master_killed_mid_run_loses_no_replicated_write(cluster: Cluster,
 
 
 
-def _node_id(node) -> str:
-    return node.client().execute_command("CLUSTER", "MYID").decode()
-
-
 def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> None:
     """A slot migrated by hand (MIGRATING/IMPORTING, MIGRATE key by key, SETSLOT NODE) while
     get and set run on its sessions: ASK during the move, MOVED after it, nothing lost."""
@@ -222,16 +218,7 @@ def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> 
     worker = threading.Thread(target=load)
     worker.start()
     try:
-        src, dst = source.client(), target.client()
-        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", _node_id(source))
-        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", _node_id(target))
-        while keys_left := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
-            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS",
-                                *keys_left)
-            time.sleep(0.05)  # the load meets the slot half moved (ASK)
-        for node in cluster.masters():
-            node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", _node_id(target))
-        time.sleep(0.3)  # and moved (MOVED)
+        move_slot(cluster, slot, source, target)
     finally:
         stop.set()
         worker.join()
