@@ -192,16 +192,19 @@ check "installed wheel: IMPLEMENTATION == compiled, _core from the venv's site-p
     in_cwd "${NOCC[@]}" python -c "$PROBE"
 
 # the tests as shipped in the sdist, run from a temp dir holding only tests/ and pyproject.toml:
-# the core (both twins), packaging, the manager and the WSGI layer against the installed wheel
-# (cibuildwheel runs the whole suite per wheel; CI runs it from the checkout right after)
+# the core's stored vectors and known answers (both twins), packaging, the manager and the WSGI
+# layer against the installed wheel; the Hypothesis runs of the same .pyx, and everything else,
+# run in CI's main pass from the checkout (cibuildwheel runs the whole suite per wheel)
 TESTS_W=$WORK/tests-run
 mkdir -p "$TESTS_W" "$WORK/sdist-x"
 tar -xzf "$SDIST" -C "$WORK/sdist-x" --strip-components=1
 cp -r "$WORK/sdist-x/tests" "$WORK/sdist-x/pyproject.toml" "$TESTS_W/"
 LAP=$SECONDS
 if (cd "$TESTS_W" && run "$WORK/pytest-wheel.log" "${NOCC[@]}" REDIS_SESSIONS_EXPECT_IMPLEMENTATION=compiled CI=1 \
-        python -m pytest tests/core tests/test_packaging.py tests/manager tests/web/test_wsgi.py \
-            tests/web/test_anonymous.py -q -m "not node and not slow" -p no:cacheprovider); then
+        python -m pytest tests/core/test_import.py tests/core/test_vectors.py \
+            tests/core/test_known_answers.py tests/core/test_values.py tests/test_packaging.py \
+            tests/manager tests/web/test_wsgi.py tests/web/test_anonymous.py \
+            -q -m "not node and not slow" -p no:cacheprovider); then
     pass "test suite against the installed wheel: $(tail -n 1 "$WORK/pytest-wheel.log" | tr -d '=')"
 else
     fail "test suite against the installed wheel: $(tail -n 1 "$WORK/pytest-wheel.log" | tr -d '=')"
@@ -252,10 +255,12 @@ warns_pure() {
 check "pure install without the switch: pure, with a visible RuntimeWarning" warns_pure
 LAP=$SECONDS
 if (cd "$TESTS_W" && run "$WORK/pytest-pure.log" "${NOCC[@]}" REDIS_SESSIONS_NO_EXTENSIONS=1 REDIS_SESSIONS_EXPECT_IMPLEMENTATION=pure \
-        python -m pytest tests/core tests/test_packaging.py -q -m "not compiled" -p no:cacheprovider); then
-    pass "tests/core against the pure install: $(tail -n 1 "$WORK/pytest-pure.log" | tr -d '=')"
+        python -m pytest tests/core/test_import.py tests/core/test_vectors.py \
+            tests/core/test_known_answers.py tests/core/test_values.py tests/test_packaging.py \
+            -q -m "not compiled" -p no:cacheprovider); then
+    pass "core vectors and values against the pure install: $(tail -n 1 "$WORK/pytest-pure.log" | tr -d '=')"
 else
-    fail "tests/core against the pure install: $(tail -n 1 "$WORK/pytest-pure.log" | tr -d '=')"
+    fail "core vectors and values against the pure install: $(tail -n 1 "$WORK/pytest-pure.log" | tr -d '=')"
 fi
 info "tests (pure): $(lap)"
 
