@@ -24,7 +24,7 @@ from redis.exceptions import MovedError, RedisClusterException
 from redis.retry import Retry
 
 from . import core
-from .async_wire import _CONNECTION_ERRORS, _HIGH_WATER, AsyncWire, _is_noscript, _Pipe
+from .async_wire import _CONNECTION_ERRORS, AsyncWire, _is_noscript, _Pipe, exchange
 from .cluster_wire import (
     _MAX_PAUSE,
     _PAUSE,
@@ -170,21 +170,6 @@ class AsyncClusterWire:
             for pipe in self._pipes.pop(loop, {}).values():
                 pipe.close(redis.ConnectionError("its event loop was closed"))
 
-    @staticmethod
-    async def _replies(pipe: _Pipe, packed: bytes, count: int) -> list[Any]:
-        """Send ``packed`` on ``pipe`` and await its ``count`` replies (error replies returned);
-        a broken connection raises BackendUnavailable (the requests may have run)."""
-        try:
-            futures = pipe.send(packed, count)
-            if pipe.transport.get_write_buffer_size() > _HIGH_WATER:  # Redis reads slowly
-                await pipe.writer.drain()
-            if count == 1:
-                return [await futures[0]]
-            return list(await asyncio.gather(*futures))
-        except _CONNECTION_ERRORS as exc:
-            pipe.close(exc)
-            raise backend_error(exc) from exc
-
     # -- one batch ------------------------------------------------------------------------------
 
     async def _execute(self, requests: list[_Request], wait: Wait | None) -> list[object]:
@@ -260,7 +245,7 @@ class AsyncClusterWire:
         pipe = await self._pipe(node)
         data = b"".join(_ASKING + r.packed if r.asking else r.packed for r in requests)
         count = sum(2 if r.asking else 1 for r in requests) + (1 if tail else 0)
-        return await self._replies(pipe, data + tail, count)
+        return await exchange(pipe, data + tail, count)
 
     def _redirected(self, request: _Request, reply: object) -> bool:
         """Whether ``reply`` sends ``request`` elsewhere (then prepared to go again): the
@@ -287,7 +272,7 @@ class AsyncClusterWire:
             pipe = self._open_pipe(node) if node is not None else None
             if pipe is not None:
                 try:
-                    reply = (await self._replies(pipe, request.packed, 1))[0]
+                    reply = (await exchange(pipe, request.packed, 1))[0]
                 except BackendUnavailable:
                     if not script.retry_safe:
                         raise  # it may have run: the caller's to know, as on one Redis

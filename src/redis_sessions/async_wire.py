@@ -165,6 +165,21 @@ class _Pipe:
             self.task.cancel()
 
 
+async def exchange(pipe: _Pipe, packed: bytes, count: int) -> list[Any]:
+    """Send ``packed`` on ``pipe`` and await its ``count`` replies (error replies returned); a
+    broken connection raises BackendUnavailable (the requests may have run)."""
+    try:
+        futures = pipe.send(packed, count)
+        if pipe.transport.get_write_buffer_size() > _HIGH_WATER:  # Redis reads slowly
+            await pipe.writer.drain()
+        if count == 1:
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
+    except _CONNECTION_ERRORS as exc:
+        pipe.close(exc)
+        raise backend_error(exc) from exc
+
+
 class AsyncWire:
     """EVALSHA with NOSCRIPT recovery over one pipelined connection per event loop."""
 
@@ -203,17 +218,7 @@ class AsyncWire:
 
     async def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
         """Send ``packed`` and await ``count`` replies (error replies are returned, not raised)."""
-        pipe = await self._pipe()
-        try:
-            futures = pipe.send(packed, count)
-            if pipe.transport.get_write_buffer_size() > _HIGH_WATER:  # Redis reads slowly
-                await pipe.writer.drain()
-            if count == 1:
-                return [await futures[0]]
-            return list(await asyncio.gather(*futures))
-        except _CONNECTION_ERRORS as exc:
-            pipe.close(exc)
-            raise backend_error(exc) from exc
+        return await exchange(await self._pipe(), packed, count)
 
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
                   wait: Wait | None = None) -> Any:

@@ -326,8 +326,7 @@ class Session(MutableMapping):
         else:
             stored = found.pop("d", None)
             if stored:
-                codec = handler.codec
-                data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+                data = self._from_stored(stored)
             if found["id"] is None:
                 self._anonymous_ttl = found["ttl"]
             else:
@@ -350,6 +349,18 @@ class Session(MutableMapping):
     def _loaded(self) -> dict:
         data = self._data
         return self._load() if data is None else data
+
+    def _from_stored(self, stored: dict) -> dict:
+        """Stored (JSON) data as the app sees it: the values through the codec, if any."""
+        codec = self._handler.codec
+        return stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+
+    def _drop_unsaved(self) -> None:
+        """Forget what was not saved: the snapshot, blind writes, a forced save, a new ttl."""
+        self._snap = None
+        self._force = False
+        self._new_ttl = None
+        self._blind = None
 
     def _stored_form(self) -> dict:
         """The data as it is stored: the values through the codec, if any."""
@@ -584,14 +595,10 @@ class Session(MutableMapping):
     def _become(self, found: dict) -> None:
         """Adopt the session a rotation (upgrade/regenerate) made."""
         self._token = found.pop("token")
-        stored = found.pop("d", None) or {}
-        codec = self._handler.codec
-        self._data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+        self._data = self._from_stored(found.pop("d", None) or {})
         self._meta = found if found["id"] is not None else None
         self._anonymous_ttl = None if self._meta else found["ttl"]
-        self._snap = None
-        self._force = False
-        self._new_ttl = None
+        self._drop_unsaved()
         self._rotated = False
         self._cookie = COOKIE_SET
 
@@ -600,9 +607,7 @@ class Session(MutableMapping):
         self._meta = None
         self._anonymous_ttl = None
         self._data = {}
-        self._snap = None
-        self._force = False
-        self._new_ttl = None
+        self._drop_unsaved()
         self._cookie = COOKIE_EXPIRE
 
     def destroy(self) -> int:
@@ -704,9 +709,7 @@ class Session(MutableMapping):
                 if self._force or (handler.cookie.max_age is not None
                                    and self._cookie == COOKIE_KEEP):
                     self._cookie = COOKIE_SET
-        self._snap = None
-        self._force = False
-        self._new_ttl = None
+        self._drop_unsaved()
 
     def _blind_save_op(self) -> SessionOp[None]:
         """Save writes made without reading in ONE round trip: the set script merges them into
@@ -717,8 +720,7 @@ class Session(MutableMapping):
             k: None if v is None else codec.dump(v) for k, v in blind.items()}
         found = yield ("apply_changes", (self.app, self._token, core.encode_changes(view)), {
             "ttl": self._new_ttl, "anonymous": self._handler.anonymous, "follow": True})
-        self._blind = None
-        self._new_ttl = None
+        self._drop_unsaved()
         if found is None:  # a stale cookie: its writes start a new anonymous session
             self._forget()
             self._data = {k: v for k, v in blind.items() if v is not None}
@@ -731,7 +733,7 @@ class Session(MutableMapping):
                 raise SessionRotated(_ROTATED_MESSAGE)
         else:
             stored = found.pop("d", None) or {}
-            self._data = stored if codec is None else {k: codec.load(v) for k, v in stored.items()}
+            self._data = self._from_stored(stored)
             if found["id"] is None:
                 self._anonymous_ttl = found["ttl"]
                 if not stored:  # emptied: it is gone
@@ -745,15 +747,12 @@ class Session(MutableMapping):
         """Store this request's data as a new anonymous session (its first write)."""
         view = self._stored_form()
         if not handler.anonymous or (not view and not self._force):
-            self._snap = None
-            self._force = False
+            self._drop_unsaved()
             return
         ttl = self._new_ttl or handler.anonymous_ttl
         self._token = yield ("create_anonymous", (self.app, view, ttl), {})
         self._anonymous_ttl = ttl
-        self._snap = None
-        self._force = False
-        self._new_ttl = None
+        self._drop_unsaved()
         self._cookie = COOKIE_SET
 
     def reload(self) -> None:
@@ -761,10 +760,7 @@ class Session(MutableMapping):
         self._drive(self._reload_op())
 
     def _reload_op(self) -> SessionOp[None]:
-        self._snap = None
-        self._force = False
-        self._new_ttl = None
-        self._blind = None
+        self._drop_unsaved()
         self._data = {} if self._token is None else (yield from self._load_op())
 
     # -- end of request ------------------------------------------------------------------------
@@ -784,10 +780,7 @@ class Session(MutableMapping):
         if (self._snap is not None or self._force or self._new_ttl is not None
                 or self._blind is not None):
             if self.failed:
-                self._snap = None
-                self._force = False
-                self._new_ttl = None
-                self._blind = None
+                self._drop_unsaved()
             else:
                 handler = self._handler
                 try:
@@ -795,10 +788,7 @@ class Session(MutableMapping):
                 except SessionRotated as exc:
                     logger.warning("session of app %s: changes %s", self.app, exc)
                 except (BackendError, ValidationError) as exc:
-                    self._snap = None
-                    self._force = False
-                    self._new_ttl = None
-                    self._blind = None
+                    self._drop_unsaved()
                     if handler.raise_errors:
                         raise
                     if isinstance(exc, BackendError):
