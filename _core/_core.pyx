@@ -109,24 +109,44 @@ cdef extern from *:
     #define RS_SSIG0(x) (RS_ROR(x, 7) ^ RS_ROR(x, 18) ^ ((x) >> 3))
     #define RS_SSIG1(x) (RS_ROR(x, 17) ^ RS_ROR(x, 19) ^ ((x) >> 10))
     #define RS_CH(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
-    #define RS_MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
-    /* One round; the caller renames the eight working variables instead of moving them. */
-    #define RS_ROUND(a, b, c, d, e, f, g, h, kw) do { \\
+    /* One round; the caller renames the eight working variables instead of moving them. Maj(a,
+       b, c) is b ^ ((a ^ b) & (b ^ c)), and b ^ c is the a ^ b of the round before: x takes this
+       round's a ^ b, y holds the last one (the caller swaps them every round). kw is K[i] + W[i]. */
+    #define RS_ROUND(a, b, c, d, e, f, g, h, kw, x, y) do { \\
             uint32_t t1_ = (h) + RS_BSIG1(e) + RS_CH(e, f, g) + (kw); \\
-            (d) += t1_; (h) = t1_ + RS_BSIG0(a) + RS_MAJ(a, b, c); } while (0)
-    /* Message word i: the block's own (i < 16), or the schedule's in a ring of 16 words. */
-    #define RS_WORD(i) (w[i])
-    #define RS_SCHED(i) (w[(i) & 15] += RS_SSIG1(w[((i) - 2) & 15]) + w[((i) - 7) & 15] \\
-                                          + RS_SSIG0(w[((i) - 15) & 15]))
-    #define RS_ROUNDS8(i, W) \\
-        RS_ROUND(a, b, c, d, e, f, g, h, rs_K[(i)] + W((i))); \\
-        RS_ROUND(h, a, b, c, d, e, f, g, rs_K[(i) + 1] + W((i) + 1)); \\
-        RS_ROUND(g, h, a, b, c, d, e, f, rs_K[(i) + 2] + W((i) + 2)); \\
-        RS_ROUND(f, g, h, a, b, c, d, e, rs_K[(i) + 3] + W((i) + 3)); \\
-        RS_ROUND(e, f, g, h, a, b, c, d, rs_K[(i) + 4] + W((i) + 4)); \\
-        RS_ROUND(d, e, f, g, h, a, b, c, rs_K[(i) + 5] + W((i) + 5)); \\
-        RS_ROUND(c, d, e, f, g, h, a, b, rs_K[(i) + 6] + W((i) + 6)); \\
-        RS_ROUND(b, c, d, e, f, g, h, a, rs_K[(i) + 7] + W((i) + 7))
+            (x) = (a) ^ (b); \\
+            (d) += t1_; (h) = t1_ + RS_BSIG0(a) + ((b) ^ ((x) & (y))); } while (0)
+    /* The same round with a shorter dependency chain, for a block whose schedule is ready (no
+       schedule work to fill the gaps): e = ((d + h + kw) + Ch) + BSIG1(e), and Maj as the sum
+       (a & (b ^ c)) + (b & c) (the two never share a bit), so neither waits on more than one
+       BSIG; about 1.15x the speed of RS_ROUND there, and slower where the schedule is computed. */
+    #define RS_ROUND_SHORT(a, b, c, d, e, f, g, h, kw, x, y) do { \\
+            uint32_t u_ = (h) + (kw), ch_ = RS_CH(e, f, g), s1_ = RS_BSIG1(e); \\
+            uint32_t z_ = u_ + ch_ + (((b) & (c)) + ((a) & (y))); \\
+            (x) = (a) ^ (b); \\
+            (d) = ((d) + u_ + ch_) + s1_; (h) = (z_ + s1_) + RS_BSIG0(a); } while (0)
+    /* K[i] + W[i]: the block's own word (i < 16), the schedule's in a ring of 16 words, or a
+       schedule computed beforehand with K already added (kw[64]). */
+    #define RS_KW_MSG(i) (rs_K[i] + w[i])
+    #define RS_KW_SCHED(i) (rs_K[i] + (w[(i) & 15] += RS_SSIG1(w[((i) - 2) & 15]) + w[((i) - 7) & 15] \\
+                                                      + RS_SSIG0(w[((i) - 15) & 15])))
+    #define RS_KW_PRE(i) (kw[i])
+    #define RS_ROUNDS8_WITH(ROUND, i, KW) \\
+        ROUND(a, b, c, d, e, f, g, h, KW((i)), x, y); \\
+        ROUND(h, a, b, c, d, e, f, g, KW((i) + 1), y, x); \\
+        ROUND(g, h, a, b, c, d, e, f, KW((i) + 2), x, y); \\
+        ROUND(f, g, h, a, b, c, d, e, KW((i) + 3), y, x); \\
+        ROUND(e, f, g, h, a, b, c, d, KW((i) + 4), x, y); \\
+        ROUND(d, e, f, g, h, a, b, c, KW((i) + 5), y, x); \\
+        ROUND(c, d, e, f, g, h, a, b, KW((i) + 6), x, y); \\
+        ROUND(b, c, d, e, f, g, h, a, KW((i) + 7), y, x)
+    #define RS_ROUNDS8(i, KW) RS_ROUNDS8_WITH(RS_ROUND, i, KW)
+    #define RS_ROUNDS8_PRE(i) RS_ROUNDS8_WITH(RS_ROUND_SHORT, i, RS_KW_PRE)
+    #define RS_LOAD_STATE() \\
+        a = st[0]; b = st[1]; c = st[2]; d = st[3]; e = st[4]; f = st[5]; g = st[6]; h = st[7]; \\
+        y = b ^ c
+    #define RS_ADD_STATE() \\
+        st[0] += a; st[1] += b; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h
 
     /* Written out round by round (no loop left for the compiler to keep rolled): about 1.2x
        the speed of the rolled loop. Compiled twice: plain, and for CPUs with BMI2 (rorx: one
@@ -139,25 +159,81 @@ cdef extern from *:
     #else
     #define RS_ALWAYS_INLINE inline
     #endif
+    static RS_ALWAYS_INLINE uint32_t rs_load_be32(const unsigned char *p) {
+        return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+    }
+    static RS_ALWAYS_INLINE void rs_store_be32(unsigned char *p, uint32_t v) {
+        p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+        p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+    }
+    /* One block given as its 16 message words (w is used up as the schedule's ring). Inlined
+       where the caller knows some words, so that the compiler folds what they make constant. */
+    static RS_ALWAYS_INLINE void rs_sha256_words(uint32_t st[8], uint32_t w[16]) {
+        uint32_t a, b, c, d, e, f, g, h, x, y;
+        RS_LOAD_STATE();
+        RS_ROUNDS8(0, RS_KW_MSG); RS_ROUNDS8(8, RS_KW_MSG);
+        RS_ROUNDS8(16, RS_KW_SCHED); RS_ROUNDS8(24, RS_KW_SCHED); RS_ROUNDS8(32, RS_KW_SCHED);
+        RS_ROUNDS8(40, RS_KW_SCHED); RS_ROUNDS8(48, RS_KW_SCHED); RS_ROUNDS8(56, RS_KW_SCHED);
+        RS_ADD_STATE();
+    }
+    /* One block whose whole schedule is known beforehand: kw[i] = K[i] + W[i]. */
+    static RS_ALWAYS_INLINE void rs_sha256_kw(uint32_t st[8], const uint32_t kw[64]) {
+        uint32_t a, b, c, d, e, f, g, h, x, y;
+        RS_LOAD_STATE();
+        RS_ROUNDS8_PRE(0); RS_ROUNDS8_PRE(8); RS_ROUNDS8_PRE(16); RS_ROUNDS8_PRE(24);
+        RS_ROUNDS8_PRE(32); RS_ROUNDS8_PRE(40); RS_ROUNDS8_PRE(48); RS_ROUNDS8_PRE(56);
+        RS_ADD_STATE();
+    }
     static RS_ALWAYS_INLINE void rs_sha256_blocks(uint32_t st[8], const unsigned char *p, size_t nblocks) {
-        uint32_t w[16], a, b, c, d, e, f, g, h;
+        uint32_t w[16];
         int i;
         while (nblocks--) {
-            for (i = 0; i < 16; i++) {
-                w[i] = ((uint32_t)p[4 * i] << 24) | ((uint32_t)p[4 * i + 1] << 16) |
-                       ((uint32_t)p[4 * i + 2] << 8) | (uint32_t)p[4 * i + 3];
-            }
-            a = st[0]; b = st[1]; c = st[2]; d = st[3]; e = st[4]; f = st[5]; g = st[6]; h = st[7];
-            RS_ROUNDS8(0, RS_WORD); RS_ROUNDS8(8, RS_WORD);
-            RS_ROUNDS8(16, RS_SCHED); RS_ROUNDS8(24, RS_SCHED); RS_ROUNDS8(32, RS_SCHED);
-            RS_ROUNDS8(40, RS_SCHED); RS_ROUNDS8(48, RS_SCHED); RS_ROUNDS8(56, RS_SCHED);
-            st[0] += a; st[1] += b; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
+            for (i = 0; i < 16; i++) w[i] = rs_load_be32(p + 4 * i);
+            rs_sha256_words(st, w);
             p += 64;
         }
     }
 
+    /* HMAC-SHA256 of a 64-byte message (a token) from the key's inner and outer states: the
+       message block, then the inner padding block, the same for every 64-byte message (0x80,
+       zeros, bit length (64 + 64) * 8), whose schedule rs_pad64_kw holds ready; then the outer
+       block: the inner digest's 8 words and 8 constant words (0x80..., zeros, (64 + 32) * 8),
+       which the compiler folds into the rounds and the schedule. Saves a third of the work. */
+    /* HMAC key schedule: the states after the ipad and opad blocks, computed once per key. */
+    typedef struct { uint32_t inner[8]; uint32_t outer[8]; } rs_hmac_key;
+
+    static uint32_t rs_pad64_kw[64];
+    static void rs_pad64_init(void) {
+        uint32_t w[64];
+        int i;
+        memset(w, 0, sizeof w);
+        w[0] = 0x80000000u;
+        w[15] = (64 + 64) * 8;
+        for (i = 16; i < 64; i++) w[i] = RS_SSIG1(w[i - 2]) + w[i - 7] + RS_SSIG0(w[i - 15]) + w[i - 16];
+        for (i = 0; i < 64; i++) rs_pad64_kw[i] = rs_K[i] + w[i];
+    }
+    static RS_ALWAYS_INLINE void rs_hmac64_c(const rs_hmac_key *k, const unsigned char *msg,
+                                             unsigned char out[32]) {
+        uint32_t st[8], w[16];
+        int i;
+        for (i = 0; i < 8; i++) st[i] = k->inner[i];
+        for (i = 0; i < 16; i++) w[i] = rs_load_be32(msg + 4 * i);
+        rs_sha256_words(st, w);
+        rs_sha256_kw(st, rs_pad64_kw);
+        for (i = 0; i < 8; i++) w[i] = st[i];
+        w[8] = 0x80000000u;
+        for (i = 9; i < 15; i++) w[i] = 0;
+        w[15] = (64 + 32) * 8;
+        for (i = 0; i < 8; i++) st[i] = k->outer[i];
+        rs_sha256_words(st, w);
+        for (i = 0; i < 8; i++) rs_store_be32(out + 4 * i, st[i]);
+    }
+
     static void rs_sha256_portable(uint32_t st[8], const unsigned char *p, size_t nblocks) {
         rs_sha256_blocks(st, p, nblocks);
+    }
+    static void rs_hmac64_portable(const rs_hmac_key *k, const unsigned char *msg, unsigned char out[32]) {
+        rs_hmac64_c(k, msg, out);
     }
 
     #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -208,6 +284,10 @@ cdef extern from *:
     static void rs_sha256_bmi2(uint32_t st[8], const unsigned char *p, size_t nblocks) {
         rs_sha256_blocks(st, p, nblocks);
     }
+    __attribute__((target("bmi2")))
+    static void rs_hmac64_bmi2(const rs_hmac_key *k, const unsigned char *msg, unsigned char out[32]) {
+        rs_hmac64_c(k, msg, out);
+    }
 
     static int rs_cpu_has_shani(void) {
         unsigned int a, b, c, d;
@@ -232,17 +312,26 @@ cdef extern from *:
 
     typedef void (*rs_compress_fn)(uint32_t *, const unsigned char *, size_t);
     static rs_compress_fn rs_compress = rs_sha256_portable;
+    typedef void (*rs_hmac64_fn)(const rs_hmac_key *, const unsigned char *, unsigned char *);
+    static void rs_hmac64_blocks(const rs_hmac_key *k, const unsigned char *msg, unsigned char out[32]);
+    static rs_hmac64_fn rs_hmac64 = rs_hmac64_portable;
 
     /* The SHA-256 code: RS_SHA_NI, RS_SHA_BMI2 or RS_SHA_PORTABLE; the best the CPU has that is
        not above `most`. Returns the one now in use. */
     enum { RS_SHA_PORTABLE = 0, RS_SHA_BMI2 = 1, RS_SHA_NI = 2 };
     static int rs_select_sha(int most) {
+        rs_pad64_init();
     #if RS_HAVE_SHANI
-        if (most >= RS_SHA_NI && rs_cpu_has_shani()) { rs_compress = rs_sha256_shani; return RS_SHA_NI; }
-        if (most >= RS_SHA_BMI2 && rs_cpu_has_bmi2()) { rs_compress = rs_sha256_bmi2; return RS_SHA_BMI2; }
+        if (most >= RS_SHA_NI && rs_cpu_has_shani()) {
+            rs_compress = rs_sha256_shani; rs_hmac64 = rs_hmac64_blocks; return RS_SHA_NI;
+        }
+        if (most >= RS_SHA_BMI2 && rs_cpu_has_bmi2()) {
+            rs_compress = rs_sha256_bmi2; rs_hmac64 = rs_hmac64_bmi2; return RS_SHA_BMI2;
+        }
     #endif
         (void)most;
         rs_compress = rs_sha256_portable;
+        rs_hmac64 = rs_hmac64_portable;
         return RS_SHA_PORTABLE;
     }
 
@@ -273,9 +362,6 @@ cdef extern from *:
         rs_sha256_finish(st, 0, msg, len, out);
     }
 
-    /* HMAC key schedule: the states after the ipad and opad blocks, computed once per key. */
-    typedef struct { uint32_t inner[8]; uint32_t outer[8]; } rs_hmac_key;
-
     static void rs_hmac_prepare(rs_hmac_key *k, const unsigned char *key, size_t keylen) {
         unsigned char block[64], hashed[32];
         size_t i;
@@ -290,9 +376,25 @@ cdef extern from *:
         rs_compress(k->outer, block, 1);
     }
 
+    /* rs_hmac64 with SHA-NI: three blocks through rs_compress, the padding block a constant. */
+    static void rs_hmac64_blocks(const rs_hmac_key *k, const unsigned char *msg, unsigned char out[32]) {
+        static const unsigned char pad[64] = {0x80, [62] = (64 + 64) * 8 >> 8, [63] = (64 + 64) * 8 & 255};
+        unsigned char block[64] = {[32] = 0x80, [62] = (64 + 32) * 8 >> 8, [63] = (64 + 32) * 8 & 255};
+        uint32_t st[8];
+        int i;
+        memcpy(st, k->inner, sizeof st);
+        rs_compress(st, msg, 1);
+        rs_compress(st, pad, 1);
+        for (i = 0; i < 8; i++) rs_store_be32(block + 4 * i, st[i]);
+        memcpy(st, k->outer, sizeof st);
+        rs_compress(st, block, 1);
+        for (i = 0; i < 8; i++) rs_store_be32(out + 4 * i, st[i]);
+    }
+
     static void rs_hmac(const rs_hmac_key *k, const unsigned char *msg, size_t len, unsigned char out[32]) {
         uint32_t st[8];
         unsigned char inner[32];
+        if (len == 64) { rs_hmac64(k, msg, out); return; }  /* a token: the usual case */
         memcpy(st, k->inner, sizeof st);
         rs_sha256_finish(st, 64, msg, len, inner);
         memcpy(st, k->outer, sizeof st);
@@ -312,6 +414,20 @@ cdef extern from *:
             uint32_t v = ((uint32_t)in[30] << 16) | ((uint32_t)in[31] << 8);
             out[o++] = A[(v >> 18) & 63]; out[o++] = A[(v >> 12) & 63]; out[o++] = A[(v >> 6) & 63];
         }
+    }
+
+    /* The index of the last "." in s[start:end] (one byte a character), or -1. */
+    static inline Py_ssize_t rs_last_dot(const unsigned char *s, Py_ssize_t start, Py_ssize_t end) {
+        while (end > start) { if (s[--end] == '.') return end; }
+        return -1;
+    }
+
+    /* 1 iff the n bytes at s are all below 128. */
+    static inline int rs_ascii_bytes(const unsigned char *s, Py_ssize_t n) {
+        unsigned char acc = 0;
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) acc |= s[i];
+        return acc < 128;
     }
 
     static int rs_ct_equal(const char *a, const char *b, size_t n) {
@@ -375,6 +491,8 @@ cdef extern from *:
     void rs_hmac(const rs_hmac_key *k, const unsigned char *msg, size_t length, unsigned char *out)
     void rs_b64_digest(const unsigned char *inp, char *out)
     bint rs_ct_equal(const char *a, const char *b, size_t n)
+    Py_ssize_t rs_last_dot(const unsigned char *s, Py_ssize_t start, Py_ssize_t end)
+    bint rs_ascii_bytes(const unsigned char *s, Py_ssize_t n)
     size_t rs_json_escape(const unsigned char *s, size_t length, unsigned char *out)
     bint rs_signbit(double x)
     bint rs_isfinite(double x)
@@ -865,6 +983,9 @@ _time_ns = time.time_ns
 _scan_once = json.decoder.JSONDecoder().scan_once
 cdef dict _KEY_CACHE = {}
 cdef Py_ssize_t _KEY_CACHE_MAX = 32
+# the last exact-bytes key and its states: found by identity, before the dict (bytes are immutable)
+cdef object _LAST_KEY = None
+cdef rs_hmac_key _LAST_STATE
 
 
 def _sha256_backend():
@@ -1023,16 +1144,22 @@ def is_token(value):
 # signing
 
 cdef int _load_key(object key, rs_hmac_key *k) except -1:
+    global _LAST_KEY
     cdef PyObject *cached
+    if key is _LAST_KEY:  # the same bytes object as last time (usually the one signing key)
+        memcpy(k, &_LAST_STATE, sizeof(rs_hmac_key))
+        return 0
     if PyBytes_CheckExact(key):
         cached = PyDict_GetItemWithError(_KEY_CACHE, key)
         if cached is not NULL:
             memcpy(k, PyBytes_AS_STRING(<object>cached), sizeof(rs_hmac_key))
-            return 0
-        rs_hmac_prepare(k, <const unsigned char *>PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key))
-        if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
-            _KEY_CACHE.clear()
-        _KEY_CACHE[key] = PyBytes_FromStringAndSize(<char *>k, sizeof(rs_hmac_key))
+        else:
+            rs_hmac_prepare(k, <const unsigned char *>PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key))
+            if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+                _KEY_CACHE.clear()
+            _KEY_CACHE[key] = PyBytes_FromStringAndSize(<char *>k, sizeof(rs_hmac_key))
+        memcpy(&_LAST_STATE, k, sizeof(rs_hmac_key))
+        _LAST_KEY = key
     elif PyBytes_Check(key):
         rs_hmac_prepare(k, <const unsigned char *>PyBytes_AS_STRING(key), <size_t>PyBytes_GET_SIZE(key))
     elif PyByteArray_Check(key):
@@ -1080,19 +1207,21 @@ cdef object _unsign_range(object s, Py_ssize_t start, Py_ssize_t end, object key
     cdef unsigned char digest[32]
     cdef rs_hmac_key k
     cdef bint full_length
-    i = end
-    while i > start:
-        i -= 1
-        if rs_read(kind, data, i) == 46:  # "."
-            dot = i
-            break
+    if kind == RS_KIND_1BYTE:
+        dot = rs_last_dot(b, start, end)
+    else:
+        i = end
+        while i > start:
+            i -= 1
+            if rs_read(kind, data, i) == 46:  # "."
+                dot = i
+                break
     if dot < 0 or not _is_token_range(s, start, dot):
         return None
     full_length = end - dot - 1 == _SIG_LEN
     if kind == RS_KIND_1BYTE:  # the usual case: the characters are the bytes
-        for i in range(dot + 1, end):
-            if b[i] >= 128:
-                return None
+        if not rs_str_is_ascii(s) and not rs_ascii_bytes(b + dot + 1, end - dot - 1):
+            return None
         tok = <const char *>b + start
         given = <const char *>b + dot + 1
     else:
@@ -1112,7 +1241,9 @@ cdef object _unsign_range(object s, Py_ssize_t start, Py_ssize_t end, object key
             rs_hmac(&k, <const unsigned char *>tok, <size_t>_TOKEN_LEN, digest)
             rs_b64_digest(digest, sig)
             if rs_ct_equal(sig, given, <size_t>_SIG_LEN):
-                return PyUnicode_DecodeASCII(tok, _TOKEN_LEN, NULL)
+                result = PyUnicode_New(_TOKEN_LEN, 127)
+                memcpy(PyUnicode_1BYTE_DATA(result), tok, _TOKEN_LEN)
+                return result
     return None
 
 

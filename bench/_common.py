@@ -48,7 +48,7 @@ def server_cpu_us(client: Any) -> float:
 
 def command_calls(client: Any) -> dict[str, int]:
     """Calls so far per command name (INFO commandstats, lower case; commands run by scripts
-    count too), e.g. ``{"hmget": 12, "evalsha": 3}``."""
+    count too), e.g. ``{"hmget": 12, "fcall": 3}``."""
     return {name: calls for name, (calls, _) in command_stats(client).items()}
 
 

@@ -7,9 +7,11 @@ middleware; and the async manager's get() vs a raw asyncio round trip, in the sa
 Starts one uvicorn (one worker, a free loopback port) per stack, gets a session cookie from each
 (a logged-in user's), then drives ``/read`` (reads one value) and ``/write`` (sets one value)
 with ``wrk -t1 -cN`` and that cookie, interleaved (every round measures every cell once, in a
-rotated order); the table shows each cell's median req/s and the ratios vs bare Starlette. Every
+rotated order); the table shows each cell's median req/s and the ratios vs bare Starlette
+("Starlette + 1 raw Redis GET" does one round trip per request and nothing else: the ceiling of
+any session kept in Redis on this machine). Every
 response must be a 200 and every redis-sessions read/write must be counted in Redis. Then, on one
-asyncio loop in this process: ``await manager.get()`` vs EVALSHA of the same get script written
+asyncio loop in this process: ``await manager.get()`` vs FCALL of the same get function written
 to an asyncio stream and read back with hiredis (blocks of ``--gets``, alternating, medians).
 Needs wrk (``apt-get install wrk``): exits 2 without it.
 """
@@ -37,10 +39,11 @@ from redis_sessions.keys import Keys
 
 APP = NAMESPACE = "asgibench"
 STARSESSIONS_PREFIX = "asgibench:star:"
-STACKS = ("starlette", "starsessions", "starlette_rs", "starlette_rs_lazy")
+STACKS = ("starlette", "starlette_roundtrip", "starsessions", "starlette_rs", "starlette_rs_lazy")
 RS_STACKS = ("starlette_rs", "starlette_rs_lazy")
 ROUTES = ("read", "write")
-LABELS = {"starlette": "bare Starlette", "starsessions": "Starlette + starsessions (Redis)",
+LABELS = {"starlette": "bare Starlette", "starlette_roundtrip": "Starlette + 1 raw Redis GET",
+          "starsessions": "Starlette + starsessions (Redis)",
           "starlette_rs": "Starlette + redis-sessions",
           "starlette_rs_lazy": "Starlette + redis-sessions lazy"}
 # issue 13's goals: redis-sessions /read vs bare, vs starsessions' ratio; get() vs raw
@@ -50,6 +53,25 @@ GOAL_GET_VS_RAW = 1.5
 
 
 # -- the apps (run by ``--serve STACK``) ----------------------------------------------------------
+
+
+def _raw_roundtrip(redis_url: str) -> Any:
+    """A coroutine function doing one GET per call on one pipelined connection (the async
+    wire's pipe, none of the manager): the ceiling of any session kept in Redis."""
+    import redis.asyncio
+
+    from redis_sessions.async_wire import _Pipe, exchange
+
+    pool = redis.asyncio.ConnectionPool.from_url(redis_url)
+    packed = core.pack_command([b"GET", f"{APP}:floor"])
+    pipes: list[Any] = []
+
+    async def call() -> object:
+        if not pipes:
+            pipes.append(await _Pipe.open(pool.make_connection()))
+        return (await exchange(pipes[0], packed, 1))[0]
+
+    return call
 
 
 def create(stack: str, redis_url: str) -> Any:
@@ -62,6 +84,8 @@ def create(stack: str, redis_url: str) -> Any:
     counter = iter(range(1 << 62))
     middleware: list[Middleware] = []
     load: Any = None
+    uses_session = stack not in ("starlette", "starlette_roundtrip")
+    roundtrip = _raw_roundtrip(redis_url) if stack == "starlette_roundtrip" else None
     if stack == "starsessions":
         import redis.asyncio
         from starsessions import SessionMiddleware, load_session
@@ -92,14 +116,18 @@ def create(stack: str, redis_url: str) -> Any:
         return PlainTextResponse("hello")
 
     async def read(request: Any) -> PlainTextResponse:
-        if stack != "starlette":
+        if uses_session:
             if load is not None:
                 await load(request)
             request.session.get("user")
+        elif roundtrip is not None:
+            await roundtrip()
         return PlainTextResponse("hello")
 
     async def write(request: Any) -> PlainTextResponse:
-        if stack != "starlette":
+        if roundtrip is not None:
+            await roundtrip()
+        if uses_session:
             if stack == "starsessions":  # (starsessions cannot write before loading)
                 await load(request)
             request.session["v"] = next(counter)
@@ -143,7 +171,8 @@ def http_cells(args: argparse.Namespace, wrk: str, url: str) -> dict[str, Any]:
         cookies = {s: running[s].login() for s in ("starsessions", *RS_STACKS)}
         if not all(cookies.values()):
             raise RuntimeError(f"a /login set no cookie: {cookies}")
-        cookies["starlette"] = cookies["starlette_rs"]  # the same header size, ignored
+        # the same header size, ignored
+        cookies["starlette"] = cookies["starlette_roundtrip"] = cookies["starlette_rs"]
         for round_no in range(args.rounds):
             order = STACKS[round_no % len(STACKS):] + STACKS[:round_no % len(STACKS)]
             routes = ROUTES if round_no % 2 == 0 else ROUTES[::-1]
@@ -175,15 +204,14 @@ def http_cells(args: argparse.Namespace, wrk: str, url: str) -> dict[str, Any]:
 
 
 async def get_vs_raw(url: str, gets: int, rounds: int) -> dict[str, list[float]]:
-    """µs per sequential get: the async manager's, and a raw EVALSHA over an asyncio stream."""
+    """µs per sequential get: the async manager's, and a raw FCALL over an asyncio stream."""
     from redis_sessions.aio import AsyncRedisSessions
 
     manager = AsyncRedisSessions(url, namespace=NAMESPACE, wipe=0)
     token = await manager.create(APP, "bench-get", "127.0.0.1", 7200, {"user": "bench"})
     ctx = manager._app(APP)
     call = ctx.call(scripts.GET, ctx.token_keys(token), (token, "0"))
-    packed = core.pack_command([b"EVALSHA", call.script.sha, len(call.keys), *call.keys,
-                                *call.args])
+    packed = call.script.pack(call.keys, call.args)
     pool = manager.client.connection_pool.connection_kwargs
     reader, writer = await asyncio.open_connection(pool.get("host", "127.0.0.1"),
                                                    pool.get("port", 6379))
@@ -231,6 +259,8 @@ def summarize(cells: dict[str, dict[str, list[float]]], gets: dict[str, list[flo
     med = {s: {r: statistics.median(cells[s][r]) for r in ROUTES} for s in STACKS}
     ratio = {s: {r: med[s][r] / med["starlette"][r] for r in ROUTES} for s in STACKS}
     vs_star = {s: {r: ratio[s][r] / ratio["starsessions"][r] for r in ROUTES} for s in RS_STACKS}
+    vs_floor = {s: {r: ratio[s][r] / ratio["starlette_roundtrip"][r] for r in ROUTES}
+                for s in RS_STACKS}
     get_us = {k: statistics.median(v) for k, v in gets.items()}
     get_ratio = get_us["manager"] / get_us["raw"]
     missed = []
@@ -244,6 +274,7 @@ def summarize(cells: dict[str, dict[str, list[float]]], gets: dict[str, list[flo
     per_round = {s: {r: [c / b for c, b in zip(cells[s][r], cells["starlette"][r])]
                      for r in ROUTES} for s in STACKS}
     return {"median_rps": med, "ratio_vs_bare": ratio, "rs_vs_starsessions": vs_star,
+            "rs_vs_one_round_trip": vs_floor,
             "ratio_vs_bare_per_round": per_round,
             "get_us": get_us, "get_vs_raw": get_ratio, "goals_missed": missed}
 
@@ -263,13 +294,16 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     for s, vs in summary["rs_vs_starsessions"].items():
         print(f"{LABELS[s]}: its ratio / starsessions' ratio: /read {vs['read']:.2f}x, "
               f"/write {vs['write']:.2f}x")
+    for s, vs in summary["rs_vs_one_round_trip"].items():
+        print(f"{LABELS[s]}: its ratio / 1 raw Redis GET's ratio (the ceiling of any session "
+              f"kept in Redis): /read {vs['read']:.2f}x, /write {vs['write']:.2f}x")
     spread = summary["ratio_vs_bare_per_round"]
     print("per-round ratios vs bare: " + "; ".join(
         f"{s} /{r} {min(spread[s][r]):.2f}-{max(spread[s][r]):.2f}"
         for s in STACKS[1:] for r in ROUTES))
     g = summary["get_us"]
     print(f"sequential get on one asyncio loop: AsyncRedisSessions.get {g['manager']:.1f} µs, "
-          f"raw EVALSHA over an asyncio stream + hiredis {g['raw']:.1f} µs: "
+          f"raw FCALL over an asyncio stream + hiredis {g['raw']:.1f} µs: "
           f"{summary['get_vs_raw']:.2f}x")
     missed = summary["goals_missed"]
     print(f"goals (redis-sessions /read >= {GOAL_READ_VS_BARE}x bare and >= "

@@ -5,6 +5,8 @@
 Every stack answers ``/login`` (makes the session bench/http.py then sends the cookie of),
 ``/read`` (reads one session value) and ``/write`` (sets one value, without reading any), all
 with the same small body. The bare stacks do no session work at all: they are the baselines.
+``flask_roundtrip`` is bare Flask plus one raw Redis round trip per request (a GET over a plain
+socket, read with hiredis, no client library): the ceiling of any session kept in Redis.
 The Redis is ``BENCH_REDIS_URL``; keys live under the namespace/prefix ``httpbench``.
 """
 
@@ -20,7 +22,7 @@ NAMESPACE = "httpbench"
 FLASK_SESSION_PREFIX = "httpbench:fs:"
 USER = "bench"
 BODY = b"hello"
-STACKS = ("flask", "flask_session", "flask_rs", "wsgi", "wsgi_rs")
+STACKS = ("flask", "flask_roundtrip", "flask_session", "flask_rs", "wsgi", "wsgi_rs")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
@@ -32,12 +34,41 @@ def _value() -> Callable[[], str]:
     return lambda: prefix + str(next(counter))
 
 
+def _raw_roundtrip() -> Callable[[], object]:
+    """One GET over a raw socket per call, connected on first use (in the worker, after fork)."""
+    import socket
+    from urllib.parse import urlparse
+
+    import hiredis
+
+    url = urlparse(os.environ["BENCH_REDIS_URL"])
+    packed = f"*2\r\n$3\r\nGET\r\n${len(APP) + 6}\r\n{APP}:floor\r\n".encode()
+    state: dict[str, Any] = {}
+
+    def call() -> object:
+        sock = state.get("sock")
+        if sock is None:
+            sock = state["sock"] = socket.create_connection((url.hostname, url.port or 6379))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            state["reader"] = hiredis.Reader()
+        reader = state["reader"]
+        sock.sendall(packed)
+        while True:
+            reply = reader.gets()
+            if reply is not False:
+                return reply
+            reader.feed(sock.recv(65536))
+
+    return call
+
+
 def _flask(stack: str) -> WSGIApp:
     import flask
 
     app = flask.Flask(f"httpbench_{stack}")
     app.config["SESSION_REFRESH_EACH_REQUEST"] = True  # Flask's default, stated
-    uses_session = stack != "flask"
+    uses_session = stack not in ("flask", "flask_roundtrip")
+    roundtrip = _raw_roundtrip() if stack == "flask_roundtrip" else None
     if stack == "flask_session":
         import redis
         from flask_session import Session as FlaskSession
@@ -66,12 +97,16 @@ def _flask(stack: str) -> WSGIApp:
     def read() -> bytes:
         if uses_session:
             flask.session.get("n")
+        elif roundtrip is not None:
+            roundtrip()
         return BODY
 
     @app.route("/write")
     def write() -> bytes:
         if uses_session:
             flask.session["n"] = new_value()
+        elif roundtrip is not None:
+            roundtrip()
         return BODY
 
     return app

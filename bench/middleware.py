@@ -89,15 +89,13 @@ def bench(url: str, quick: bool = False) -> dict[str, float]:
     manager = RedisSessions(url, namespace="rsbench", wipe=0)
     token = manager.create(APP, "bench-user", "127.0.0.1", d={"n": 0})
     cookie = f"{APP}={token}"
-    # the raw round trips: PING, and the very EVALSHA of the get script that manager.get sends
+    # the raw round trips: PING, and the very FCALL of the get function that manager.get sends
     # (manager internals, used only to build the same command)
     from redis_sessions import scripts
 
-    manager.get(APP, token)  # loads the script
+    manager.get(APP, token)  # loads the library
     ctx = manager._app(APP)
-    get_script = core.pack_command(
-        [b"EVALSHA", scripts.GET.sha, len(ctx.keys) + 1, *ctx.keys, ctx.session_prefix + token,
-         *ctx.args, token])
+    get_script = scripts.GET.pack((*ctx.keys, ctx.session_prefix + token), (*ctx.args, token))
     out["raw round trip (PING)"] = raw_round_trip(url, n_redis, repeats, b"*1\r\n$4\r\nPING\r\n")
     out["raw round trip (get script)"] = raw_round_trip(url, n_redis, repeats, get_script)
     out["manager.get() alone"] = measure(lambda: manager.get(APP, token), n_redis, repeats)

@@ -2,9 +2,9 @@
 
     python bench/roundtrip.py [--loops 2000] [--repeat 9]
 
-Rows: a raw socket + hiredis.Reader round trip of the get script (the floor: nothing but packing,
+Rows: a raw socket + hiredis.Reader round trip of the get function (the floor: nothing but packing,
 the network and Redis), the manager's get() (validation, the wire fast path, parsing), and the same
-script through ``redis.Redis.evalsha`` plus parsing. Medians of ``--repeat`` runs.
+function through ``redis.Redis.fcall`` plus parsing. Medians of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ def main() -> None:
         ctx = rs._app(APP)
         keys = (*ctx.keys, ctx.session_prefix + token)
         args = (*ctx.args, token)
-        command = core.pack_command([b"EVALSHA", scripts.GET.sha, len(keys), *keys, *args])
+        command = scripts.GET.pack(keys, args)
 
         client = redis.Redis.from_url(url)
 
         def plain() -> object:
-            return core.parse_session(client.evalsha(scripts.GET.sha, len(keys), *keys, *args))
+            return core.parse_session(client.fcall(scripts.GET.function, len(keys), *keys, *args))
 
         def fast() -> object:
             return rs.get(APP, token)
 
-        assert fast() is not None  # loads the script
+        assert fast() is not None  # loads the library
         with raw_caller(url, command) as raw:
             assert core.parse_session(raw()) is not None and plain() is not None
             floor = measure(raw, opts.loops, opts.repeat)
@@ -53,7 +53,7 @@ def main() -> None:
         for name, value in (
             ("raw socket + hiredis (floor)", floor),
             ("RedisSessions.get() (fast path)", ours),
-            ("redis.Redis.evalsha + parse (plain redis-py)", redispy),
+            ("redis.Redis.fcall + parse (plain redis-py)", redispy),
         ):
             print(f"{name:44} {value:8.1f} {value / floor:8.2f}x")
         print(f"plain redis-py / fast path: {redispy / ours:.2f}x")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -152,20 +153,21 @@ def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
 
 
 def script_overhead(client: redis.Redis, n: int) -> dict[str, float]:
-    """Server CPU µs per PING, and per EVALSHA of a script that does nothing, without and with
-    the shared prelude every session script starts with (scripts/_lib.lua): the fixed costs of
-    a round trip and of a script."""
+    """Server CPU µs per PING, per FCALL of a function that does nothing in a library with the
+    shared part of the session functions (scripts/_lib.lua, run once at load), and per EVALSHA of
+    a script that runs that shared part first on every call (how the session scripts ran before
+    they became a library): the fixed costs of a round trip and of a call."""
     from importlib import resources
 
     prelude = resources.files("redis_sessions.scripts").joinpath("_lib.lua").read_text()
-    def evalsha(body: str) -> Callable[[], object]:
-        sha = client.script_load(body)
-        return lambda: client.evalsha(sha, 0)
-
+    library = "rsbench_noop_" + secrets.token_hex(4)
+    client.function_load(f"#!lua name={library}\n{prelude}\n"
+                         f"redis.register_function('{library}', function() return 1 end)")
+    sha = client.script_load(prelude + "\nreturn 1")
     calls: dict[str, Callable[[], object]] = {
         "PING (one round trip, no script)": client.ping,
-        "EVALSHA of 'return 1'": evalsha("return 1"),
-        "EVALSHA of _lib.lua + 'return 1'": evalsha(prelude + "\nreturn 1"),
+        "FCALL of a no-op beside _lib.lua (now)": lambda: client.fcall(library, 0),
+        "EVALSHA of _lib.lua + 'return 1' (before)": lambda: client.evalsha(sha, 0),
     }
     runs: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():
@@ -177,6 +179,7 @@ def script_overhead(client: redis.Redis, n: int) -> dict[str, float]:
             for _ in range(n):
                 call()
             runs[name].append((server_cpu_us(client) - cpu) / n)
+    client.function_delete(library)
     return {name: statistics.median(values) for name, values in runs.items()}
 
 

@@ -95,7 +95,7 @@ def rs(redis_url: str, namespace: str):
 class CommandCounter:
     """Counts the commands clients sent to the server (round trips), through MONITOR.
 
-    Commands that scripts run inside Redis are not counted: one EVALSHA is one round trip.
+    Commands that scripts run inside Redis are not counted: one FCALL is one round trip.
     ``count`` stops the count; a marker command tells where the measured block ended.
     """
 

@@ -20,6 +20,10 @@ DEFAULT_NAMESPACE = "rs"
 DEFAULT_WIPE = 600
 DEFAULT_CACHE_MAX = 5000
 
+# durability="replicated": the replicas to wait for and how long (WAIT), unless given.
+DEFAULT_REPLICAS = 1
+DEFAULT_WAIT_MS = 1000
+
 # Our limits for one session's data: more keys or bytes are refused with SessionTooLarge.
 MAX_DATA_KEYS = 1000
 MAX_DATA_BYTES = 64 * 1024

@@ -10,20 +10,24 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
 import redis.cluster
-from redis.asyncio import Redis as AsyncRedis
+import redis.sentinel
 from redis.asyncio import RedisCluster as AsyncRedisCluster
+from redis.client import PubSub
 
 from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
+    DEFAULT_REPLICAS,
     DEFAULT_TTL,
+    DEFAULT_WAIT_MS,
     DEFAULT_WIPE,
     MAX_DATA_BYTES,
     MAX_DATA_KEYS,
@@ -34,7 +38,7 @@ from .async_wire import AsyncWire
 from .cache import LocalCache
 from .errors import SessionError, ValidationError
 from .manager import CONNECT_TIMEOUT, DEFAULT_URL, SOCKET_TIMEOUT
-from .operations import Call, Calls, Op, Operations, Session, T
+from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
 
 __all__ = ["AsyncRedisSessions"]
 
@@ -44,7 +48,7 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
 def _async_client(redis_: Any, layout: str) -> tuple[AsyncClient, bool]:
     """The async client to use and whether we own it (built it from a URL). A URL with
     ``layout="cluster"`` builds a ``redis.asyncio.RedisCluster`` (it loads the slot map on
-    first use)."""
+    first use: a server that is no cluster node is refused then, by ``not_a_cluster``)."""
     if isinstance(redis_, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
         return redis_, False
     if isinstance(redis_, (redis.Redis, redis.cluster.RedisCluster)):
@@ -61,35 +65,101 @@ def _async_client(redis_: Any, layout: str) -> tuple[AsyncClient, bool]:
     return client, True
 
 
-def _sync_client(client: AsyncClient) -> redis.Redis:
-    """A blocking client to the same server, for the cache's pub/sub listener thread."""
-    if isinstance(client, redis.asyncio.RedisCluster):
-        raise NotImplementedError("cache_time with a cluster client is not supported yet")
-    pool = client.connection_pool
-    if isinstance(pool, redis.asyncio.SentinelConnectionPool):
-        raise NotImplementedError("cache_time with a Sentinel client is not supported yet")
-    kwargs = dict(pool.connection_kwargs)
-    if issubclass(pool.connection_class, redis.asyncio.UnixDomainSocketConnection):
-        kwargs["unix_socket_path"] = kwargs.pop("path", None)
-    if issubclass(pool.connection_class, redis.asyncio.SSLConnection):
-        kwargs["ssl"] = True
+# an async client's settings that are async objects (or the async pool itself): never passed on
+_ASYNC_ONLY = frozenset({"connection_pool", "retry", "redis_connect_func", "event_dispatcher",
+                         "maint_notifications_config", "oss_cluster_maint_notifications_handler"})
+
+
+def _blocking_kwargs(kwargs: Mapping[str, Any], connection_class: type | None = None
+                     ) -> dict[str, Any]:
+    """An async connection's settings (address, auth, db, TLS, timeouts) as a blocking
+    ``redis.Redis``'s keyword arguments."""
+    out = dict(kwargs)
+    if connection_class is not None:
+        if issubclass(connection_class, redis.asyncio.UnixDomainSocketConnection):
+            out["unix_socket_path"] = out.pop("path", None)
+        if issubclass(connection_class, redis.asyncio.SSLConnection):
+            out["ssl"] = True
     accepted = inspect.signature(redis.Redis).parameters
-    return redis.Redis(**{k: v for k, v in kwargs.items() if k in accepted})
+    return {k: v for k, v in out.items() if k in accepted and k not in _ASYNC_ONLY}
+
+
+class _BlockingTwin:
+    """A blocking client to the async client's Redis (one server, the Sentinel master, or the
+    cluster) for the cache's invalidation listener thread, as ``RedisSessions`` lends its own.
+    Built by the first ``pubsub()``, in that thread: the async constructor does no I/O, and a
+    Redis down at start is the listener's to retry."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._async = client
+        self._lock = threading.Lock()
+        self._client: redis.Redis | redis.cluster.RedisCluster | None = None
+        self._sentinel: redis.sentinel.Sentinel | None = None
+        self._closed = False
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        with self._lock:
+            if self._closed:
+                raise redis.ConnectionError("the session manager was closed")
+            if self._client is None:
+                self._client = self._build()
+            client = self._client
+        return client.pubsub(**kwargs)
+
+    def _build(self) -> redis.Redis | redis.cluster.RedisCluster:
+        source = self._async
+        if isinstance(source, redis.asyncio.RedisCluster):
+            # from every node it knows; PUBLISH reaches every node of a cluster, and redis-py's
+            # ClusterPubSub subscribes on one, as RedisSessions' cache does with a RedisCluster
+            nodes = source.nodes_manager
+            known = {n.name: n for n in (*nodes.startup_nodes.values(),
+                                         *nodes.nodes_cache.values())}
+            kwargs = nodes.connection_kwargs
+            return redis.cluster.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(n.host, n.port) for n in known.values()],
+                address_remap=nodes.address_remap,
+                **_blocking_kwargs(kwargs, kwargs.get("connection_class")))
+        pool = source.connection_pool
+        settings = _blocking_kwargs(pool.connection_kwargs, pool.connection_class)
+        if isinstance(pool, redis.asyncio.SentinelConnectionPool):
+            # the same sentinels and service: after a failover the subscription reconnects to
+            # the new master, as a blocking Sentinel master client's does
+            manager = pool.sentinel_manager
+            self._sentinel = redis.sentinel.Sentinel(
+                [(s.connection_pool.connection_kwargs["host"],
+                  s.connection_pool.connection_kwargs["port"]) for s in manager.sentinels],
+                min_other_sentinels=manager.min_other_sentinels,
+                sentinel_kwargs=_blocking_kwargs(manager.sentinel_kwargs),
+                force_master_ip=getattr(manager, "_force_master_ip", None))
+            return self._sentinel.master_for(pool.service_name, **settings)
+        return redis.Redis(**settings)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+            sentinel, self._sentinel = self._sentinel, None
+        if client is not None:
+            client.close()
+        if sentinel is not None:
+            sentinel.close()
 
 
 class AsyncRedisSessions(Operations):
     """``RedisSessions`` for asyncio: the same API, options and errors, as coroutines.
 
-    ``redis`` is a ``redis.asyncio.Redis`` client (a Sentinel master client too), a
-    ``redis.asyncio.RedisCluster`` (with ``layout="cluster"``), a URL (a cluster node's with
-    ``layout="cluster"``), or None (``REDIS_URL``, else the local default). Calls on one event
-    loop share one pipelined connection (per cluster node); a reply slower than the client's
-    ``socket_timeout`` (5 s for a client built here) raises ``BackendUnavailable``. ``wipe``
-    runs as a task of the loop that used the manager last; ``cache_time`` > 0 uses the same
-    local cache as ``RedisSessions`` (its invalidation listener is a thread with a blocking
-    client to the same server; not with a cluster yet). ``layout="cluster"``: the cluster key
-    layout, on a Redis Cluster or on one server (a ``redis.asyncio.Redis`` client, or a URL of
-    a server that is no cluster node).
+    ``redis`` is a ``redis.asyncio.Redis`` client (a Sentinel master's too), a
+    ``redis.asyncio.RedisCluster`` (with ``layout="cluster"``), a URL (with ``layout="cluster"``
+    a cluster node's: a server that is no cluster node is refused with ``BackendUnavailable`` at
+    the first call, as ``RedisSessions`` refuses it at construction; for the cluster layout on
+    one server pass a ``redis.asyncio.Redis``), or None (``REDIS_URL``, else the local default).
+    Calls on one event loop share one pipelined connection (per cluster node); a reply slower
+    than the client's ``socket_timeout`` (5 s for a client built here) raises
+    ``BackendUnavailable``. ``wipe`` runs as a task of the loop that used the manager last.
+    ``cache_time`` > 0 uses the same local cache as ``RedisSessions``; its invalidation listener
+    is a thread with a blocking client to the same Redis (the Sentinel master, the cluster).
+    ``durability="replicated"`` (``replicas``, ``timeout_ms``) waits for replicas as
+    ``RedisSessions`` does, else raises ``ReplicationTimeout``.
     """
 
     def __init__(
@@ -104,8 +174,12 @@ class AsyncRedisSessions(Operations):
         max_data_keys: int = MAX_DATA_KEYS,
         max_data_bytes: int = MAX_DATA_BYTES,
         layout: str = "node",
+        durability: str | None = None,
+        replicas: int = DEFAULT_REPLICAS,
+        timeout_ms: int = DEFAULT_WAIT_MS,
     ) -> None:
-        super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout)
+        super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
+                         replication_wait(durability, replicas, timeout_ms))
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         if isinstance(redis, AsyncRedisCluster) and layout != "cluster":
@@ -114,16 +188,12 @@ class AsyncRedisSessions(Operations):
         self.client, self._owns_client = _async_client(redis, layout)
         self._wire: AsyncWire | AsyncClusterWire
         if isinstance(self.client, AsyncRedisCluster):
-            # a URL: the cluster layout on that one Redis when it is no cluster node
-            single = _async_client(redis, "node")[0] if self._owns_client else None
-            assert single is None or isinstance(single, AsyncRedis)
-            self._wire = AsyncClusterWire(self.client, self._owns_client, single)
+            self._wire = AsyncClusterWire(self.client, self._owns_client)
         else:
             self._wire = AsyncWire(self.client)
-        self._sync_client = _sync_client(self.client) if cache_time > 0 else None
-        if self._sync_client is not None:
-            self.cache = LocalCache(self._sync_client, self.keys.cache_channel, cache_time,
-                                    cache_max)
+        self._twin = _BlockingTwin(self.client) if cache_time > 0 else None
+        if self._twin is not None:
+            self.cache = LocalCache(self._twin, self.keys.cache_channel, cache_time, cache_max)
         self.wipe_interval = wipe
         self._wiper: asyncio.Task[None] | None = None
 
@@ -234,6 +304,22 @@ class AsyncRedisSessions(Operations):
         """The live sessions of ``app`` active within ``dt`` seconds, newest first."""
         return await self._drive(self._soapp(app, dt))
 
+    async def iter_soapp(self, app: str, dt: int, page: int = PAGE) -> AsyncIterator[Session]:
+        """soapp() one page at a time, newest first (``RedisSessions.iter_soapp``):
+        ``async for session in rs.iter_soapp(app, dt)``."""
+        listing = self._soapp_listing(app, dt, page)
+        while sessions := await self._drive(self._soapp_next(listing)):
+            for session in sessions:
+                yield session
+
+    async def iter_soid(self, app: str, id: str | int, page: int = PAGE
+                        ) -> AsyncIterator[Session]:
+        """soid() one page at a time (SSCAN), each session once (``RedisSessions.iter_soid``)."""
+        listing = self._soid_listing(app, id, page)
+        while sessions := await self._drive(self._soid_next(listing)):
+            for session in sessions:
+                yield session
+
     async def activity(self, app: str, dt: int) -> int:
         """How many distinct user ids of ``app`` were active within ``dt`` seconds."""
         return await self._drive(self._activity(app, dt))
@@ -254,8 +340,8 @@ class AsyncRedisSessions(Operations):
             self._wiper = None
         if self.cache is not None:
             self.cache.close()
-        if self._sync_client is not None:
-            self._sync_client.close()
+        if self._twin is not None:
+            self._twin.close()
         self._wire.close()
         if self._owns_client:
             await self.client.aclose()

@@ -23,8 +23,8 @@ from redis.crc import key_slot
 from redis.exceptions import MovedError, RedisClusterException
 from redis.retry import Retry
 
-from . import core
-from .async_wire import _CONNECTION_ERRORS, AsyncWire, _is_noscript, _Pipe, exchange
+from . import core, scripts
+from .async_wire import _CONNECTION_ERRORS, _Pipe, exchange
 from .cluster_wire import (
     _MAX_PAUSE,
     _PAUSE,
@@ -33,7 +33,9 @@ from .cluster_wire import (
     _encode,
     _Request,
     _Unsent,
+    batch_data,
     batch_replies,
+    not_a_cluster,
 )
 from .errors import BackendError, BackendUnavailable
 from .operations import Arg, Wait
@@ -42,22 +44,16 @@ from .wire import backend_error, wait_command
 
 __all__ = ["AsyncClusterWire"]
 
-_ASKING = b"*1\r\n$6\r\nASKING\r\n"
 _call = ClusterWire._call
 _checked = ClusterWire._checked
 _after_break = ClusterWire._after_break
 
 
 class AsyncClusterWire:
-    """EVALSHA/commands routed by slot to the masters of an async ``RedisCluster``."""
+    """FCALL/commands routed by slot to the masters of an async ``RedisCluster``."""
 
-    def __init__(self, client: redis.asyncio.RedisCluster, owns_client: bool = False,
-                 single: redis.asyncio.Redis | None = None) -> None:
+    def __init__(self, client: redis.asyncio.RedisCluster, owns_client: bool = False) -> None:
         self.client = client
-        # ``single``: the client to the same URL to use instead when its server turns out not
-        # to be a cluster node (the cluster key layout on one Redis, as a URL always allowed)
-        self._single_client = single
-        self._single: AsyncWire | None = None
         # a client built by the manager keeps no connection between slot map loads, so that it
         # belongs to no event loop (as async_wire's use of a pool); a caller's client is theirs
         self._owns_client = owns_client
@@ -76,10 +72,9 @@ class AsyncClusterWire:
         try:
             await self.client.initialize()
         except RedisClusterException as exc:  # e.g. "Cluster mode is not enabled on this node"
-            if self._single_client is None or "Cluster mode is not enabled" not in str(exc):
-                raise BackendUnavailable(f"Redis Cluster: {exc}") from exc
-            if self._single is None:  # (concurrent first calls each learn it)
-                self._single = AsyncWire(self._single_client)
+            if self._owns_client:  # built from a URL, which means a cluster (make_client's rule)
+                raise not_a_cluster(exc) from exc
+            raise BackendUnavailable(f"Redis Cluster: {exc}") from exc
         except _CONNECTION_ERRORS as exc:
             raise backend_error(exc) from exc
         finally:
@@ -187,7 +182,7 @@ class AsyncClusterWire:
             version = self._map_version
             again: list[int] = []
             moved: list[str] = []
-            quick = 0  # redirections that need no new slot map nor a pause: MOVED, NOSCRIPT
+            quick = 0  # redirections that need no new slot map nor a pause: MOVED, a missing library
             failure: Exception | None = None
             groups: dict[str, tuple[Any, list[int]]] = {}
             for i in pending:
@@ -219,7 +214,7 @@ class AsyncClusterWire:
                         failure = BackendError(f"Redis error: {reply}")
                         if str(reply).startswith("MOVED "):
                             moved.append(str(reply)[len("MOVED "):])
-                        quick += str(reply).startswith("MOVED ") or _is_noscript(reply)
+                        quick += str(reply).startswith("MOVED ") or scripts.is_missing(reply)
                     else:
                         replies[i] = reply
             if not again:
@@ -240,12 +235,11 @@ class AsyncClusterWire:
             pending = again
 
     async def _send_group(self, node: Any, requests: list[_Request], tail: bytes) -> list[Any]:
-        """One node's requests (each after ASKING when redirected so) and ``tail``, in one
-        write on its pipe; every reply, ASKING's included."""
+        """One node's requests (``batch_data``) and ``tail``, in one write on its pipe; every
+        reply, ASKING's and LOAD's included."""
         pipe = await self._pipe(node)
-        data = b"".join(_ASKING + r.packed if r.asking else r.packed for r in requests)
-        count = sum(2 if r.asking else 1 for r in requests) + (1 if tail else 0)
-        return await exchange(pipe, data + tail, count)
+        data, count = batch_data(requests)
+        return await exchange(pipe, data + tail, count + (1 if tail else 0))
 
     def _redirected(self, request: _Request, reply: object) -> bool:
         """Whether ``reply`` sends ``request`` elsewhere (then prepared to go again): the
@@ -261,8 +255,6 @@ class AsyncClusterWire:
         missing script) goes the general way of ``_execute``."""
         if not self._ready:
             await self._initialize()
-        if self._single is not None:
-            return await self._single.run(script, keys, args, wait)
         request = _call(script, keys, args)
         if wait is None:
             try:
@@ -294,16 +286,12 @@ class AsyncClusterWire:
             return []
         if not self._ready:
             await self._initialize()
-        if self._single is not None:
-            return await self._single.run_many(script, calls, wait)
         return _checked(await self._execute([_call(script, k, a) for k, a in calls], wait))
 
     async def command(self, args: Sequence[Arg], key: Arg | None = None) -> Any:
         """Run one plain command on the master of ``key``'s slot (slot 0's for None)."""
         if not self._ready:
             await self._initialize()
-        if self._single is not None:
-            return await self._single.command(args)
         slot = None if key is None else key_slot(_encode(key))
         reply = (await self._execute([_Request(slot, core.pack_command(args), True)], None))[0]
         if isinstance(reply, hiredis.ReplyError):
@@ -318,5 +306,3 @@ class AsyncClusterWire:
         self._pipes.clear()
         self._locks.clear()
         self._refresh_locks.clear()
-        if self._single is not None:
-            self._single.close()

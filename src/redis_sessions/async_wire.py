@@ -21,7 +21,7 @@ import hiredis
 import redis
 import redis.asyncio
 
-from . import core
+from . import core, scripts
 from .errors import BackendError
 from .operations import Arg, Wait
 from .scripts import Script
@@ -32,10 +32,6 @@ __all__ = ["AsyncWire"]
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 # above this many bytes waiting in the socket's send buffer, a writer awaits the drain
 _HIGH_WATER = 1 << 20
-
-
-def _is_noscript(reply: object) -> bool:
-    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 class _Pipe:
@@ -181,7 +177,7 @@ async def exchange(pipe: _Pipe, packed: bytes, count: int) -> list[Any]:
 
 
 class AsyncWire:
-    """EVALSHA with NOSCRIPT recovery over one pipelined connection per event loop."""
+    """FCALL (the library loaded when missing) over one pipelined connection per event loop."""
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.pool = client.connection_pool
@@ -222,11 +218,11 @@ class AsyncWire:
 
     async def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
                   wait: Wait | None = None) -> Any:
-        """Run one script: one round trip (two after a NOSCRIPT, which loads it); with ``wait``
-        a WAIT goes in the same round trip."""
+        """Run one script: one round trip (two when the server lacks the library, which the
+        second loads); with ``wait`` a WAIT goes in the same round trip."""
         tail = wait_command(wait)
         count = 2 if wait else 1
-        packed = core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]) + tail
+        packed = script.pack(keys, args) + tail
         try:
             replies = await self._roundtrip(packed, count)
         except BackendError as exc:
@@ -237,10 +233,9 @@ class AsyncWire:
             replies = await self._roundtrip(packed, count)
         reply = replies[0]
         if isinstance(reply, hiredis.ReplyError):
-            if _is_noscript(reply):  # the server lost its script cache: send the body once
-                packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args]) + tail
-                replies = await self._roundtrip(packed, count)
-                reply = replies[0]
+            if scripts.is_missing(reply):  # a new, restarted or flushed server: load, call again
+                load, *replies = await self._roundtrip(scripts.LOAD + packed, count + 1)
+                reply = replies[0] = scripts.after_load(load, replies[0])
             if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply
         if wait:
@@ -261,15 +256,12 @@ class AsyncWire:
         ``wait`` one WAIT after them all."""
         if not calls:
             return []
-        packed = b"".join(
-            core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
-            for keys, args in calls
-        )
+        packed = b"".join(script.pack(keys, args) for keys, args in calls)
         replies = await self._roundtrip(packed + wait_command(wait), len(calls) + bool(wait))
         acks = replies.pop() if wait else None
         missing = False
         for i, reply in enumerate(replies):
-            if _is_noscript(reply):
+            if scripts.is_missing(reply):
                 replies[i] = await self.run(script, *calls[i])
                 missing = True
             elif isinstance(reply, hiredis.ReplyError):

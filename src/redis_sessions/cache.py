@@ -18,8 +18,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from typing import Any, Protocol
 
-import redis
+from redis.client import PubSub
 
 from . import core
 from .keys import cache_message, parse_cache_message
@@ -35,10 +36,17 @@ def _copy(session: dict) -> dict:
     return copied
 
 
+class Subscriber(Protocol):
+    """What the listener needs of a client: a new subscription (redis-py's ``pubsub()``: a
+    ``redis.Redis``'s, a ``RedisCluster``'s, or the async manager's blocking twin)."""
+
+    def pubsub(self, **kwargs: Any) -> PubSub: ...
+
+
 class LocalCache:
     """An LRU of session dicts keyed by ``app:token``, each kept for ``ttl`` seconds."""
 
-    def __init__(self, client: redis.Redis, channel: str, ttl: float, max_entries: int) -> None:
+    def __init__(self, client: Subscriber, channel: str, ttl: float, max_entries: int) -> None:
         self.client = client
         self.channel = channel
         self.ttl = ttl

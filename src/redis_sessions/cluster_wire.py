@@ -22,14 +22,13 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from . import core
+from . import core, scripts
 from .errors import BackendError, BackendUnavailable
 from .scripts import Script
 from .wire import (
     _CONNECTION_ERRORS,
     Arg,
     _Held,
-    _is_noscript,
     backend_error,
     check_acknowledged,
     wait_command,
@@ -42,6 +41,14 @@ _PAUSE = 0.05  # first pause between attempts; doubles up to _MAX_PAUSE
 _MAX_PAUSE = 0.5
 
 
+def not_a_cluster(exc: Exception) -> BackendUnavailable:
+    """The error of a URL given with ``layout="cluster"`` whose node is no cluster node (or
+    gives no slot map): such a URL always means a Redis Cluster, never one server."""
+    return BackendUnavailable(
+        f"layout=\"cluster\" with a URL builds a RedisCluster client: {exc} (for the cluster "
+        "layout on one Redis, pass a redis.Redis client, or redis.asyncio.Redis for asyncio)")
+
+
 def _encode(key: Arg) -> bytes:
     if isinstance(key, bytes):
         return key
@@ -51,14 +58,25 @@ def _encode(key: Arg) -> bytes:
 class _Request:
     """One command of a batch: where it goes and how it is sent again."""
 
-    __slots__ = ("slot", "packed", "script", "keys", "args", "retry_safe", "asking")
+    __slots__ = ("slot", "packed", "retry_safe", "is_script", "asking", "load")
 
     def __init__(self, slot: int | None, packed: bytes, retry_safe: bool,
-                 script: Script | None = None, keys: Sequence[Arg] = (),
-                 args: Sequence[Arg] = ()) -> None:
+                 is_script: bool = False) -> None:
         self.slot, self.packed, self.retry_safe = slot, packed, retry_safe
-        self.script, self.keys, self.args = script, keys, args
+        self.is_script = is_script
         self.asking: str | None = None  # a node name after an ASK redirection
+        self.load = False  # that master lacks the library: LOAD goes first
+
+
+_ASKING = b"*1\r\n$6\r\nASKING\r\n"
+
+
+def batch_data(requests: list[_Request]) -> tuple[bytes, int]:
+    """One node's requests as sent (LOAD ahead of a call whose master lacks the library,
+    ASKING ahead of a redirected one) and how many replies they get."""
+    data = b"".join((scripts.LOAD if r.load else b"") + (_ASKING if r.asking else b"") + r.packed
+                    for r in requests)
+    return data, sum(1 + bool(r.asking) + r.load for r in requests)
 
 
 class _Unsent(Exception):
@@ -67,27 +85,35 @@ class _Unsent(Exception):
 
 def batch_replies(requests: list[_Request], indexes: list[int], got: list[object],
                   wait_sent: bool, wait: tuple[int, int] | None) -> list[tuple[int, object]]:
-    """Each request's reply from one node's batch, in order: the WAIT acknowledgement checked
-    and taken off the end, ASKING's +OK skipped (the request then goes without it)."""
-    if wait_sent:
-        acks = got.pop()
-        if wait and not isinstance(acks, hiredis.ReplyError) and \
-                not any(isinstance(r, hiredis.ReplyError) for r in got):
-            check_acknowledged(acks, wait, got)
+    """Each request's reply from one node's batch, in order: ASKING's +OK skipped (the request
+    then goes without it), a LOAD's reply folded into its call's (``scripts.after_load``), and
+    the WAIT acknowledgement taken off the end and checked (``ReplicationTimeout.reply``: the
+    one request's reply, or the list of them)."""
+    acks = got.pop() if wait_sent else None
     out = []
     position = 0
     for i in indexes:
         request = requests[i]
+        load = None
+        if request.load:
+            load = got[position]
+            position += 1
+            request.load = False
         if request.asking:
             position += 1
             request.asking = None
-        out.append((i, got[position]))
+        reply = got[position]
+        out.append((i, reply if load is None else scripts.after_load(load, reply)))
         position += 1
+    replies = [reply for _, reply in out]
+    if wait and not isinstance(acks, hiredis.ReplyError) and \
+            not any(isinstance(r, hiredis.ReplyError) for r in replies):
+        check_acknowledged(acks, wait, replies[0] if len(replies) == 1 else replies)
     return out
 
 
 class ClusterWire:
-    """EVALSHA/commands routed by slot to the masters of ``client``'s cluster."""
+    """FCALL/commands routed by slot to the masters of ``client``'s cluster."""
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
@@ -146,14 +172,13 @@ class ClusterWire:
         except _CONNECTION_ERRORS as exc:
             held.drop()
             raise _Unsent(str(exc)) from exc
-        data = b"".join((b"*1\r\n$6\r\nASKING\r\n" if r.asking else b"") + r.packed
-                        for r in requests)
+        data, count = batch_data(requests)
         try:
             sock.sendall(data + tail)
         except _CONNECTION_ERRORS as exc:
             held.drop()
             raise backend_error(exc) from exc
-        return held, sum(2 if r.asking else 1 for r in requests) + (1 if tail else 0)
+        return held, count + (1 if tail else 0)
 
     def _execute(self, requests: list[_Request], wait: tuple[int, int] | None) -> list[object]:
         """Send every request to its slot's master (pipelined per master, all masters at once),
@@ -230,9 +255,8 @@ class ClusterWire:
             return True
         if message.startswith(("MOVED ", "TRYAGAIN", "CLUSTERDOWN")):
             return True
-        if _is_noscript(reply) and request.script is not None:  # that master lacks the script
-            script, keys, args = request.script, request.keys, request.args
-            request.packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args])
+        if scripts.is_missing(reply) and request.is_script:  # that master lacks the library
+            request.load = True
             return True
         return False
 
@@ -240,15 +264,14 @@ class ClusterWire:
 
     @staticmethod
     def _call(script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> _Request:
-        return _Request(key_slot(_encode(keys[0])) if keys else None,
-                        core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]),
-                        script.retry_safe, script, keys, args)
+        return _Request(key_slot(_encode(keys[0])) if keys else None, script.pack(keys, args),
+                        script.retry_safe, True)
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
             wait: tuple[int, int] | None = None) -> object:
         """Run one script on the master of its keys' slot: one round trip on the held
         connection to that master; anything unusual (a redirection, a broken connection, a
-        missing script) goes the general way of ``_execute``."""
+        missing library) goes the general way of ``_execute``."""
         request = self._call(script, keys, args)
         if wait is None:
             try:

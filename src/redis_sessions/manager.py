@@ -21,15 +21,18 @@ from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
+    DEFAULT_REPLICAS,
     DEFAULT_TTL,
+    DEFAULT_WAIT_MS,
     DEFAULT_WIPE,
     MAX_DATA_BYTES,
     MAX_DATA_KEYS,
     MIN_TTL,
 )
 from .cache import LocalCache
-from .errors import BackendUnavailable, SessionError, ValidationError
-from .operations import PAGE, Call, Calls, Op, Operations, Session, T, Wait
+from .cluster_wire import ClusterWire, not_a_cluster
+from .errors import SessionError, ValidationError
+from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
 from .wiper import Wiper
 from .wire import Wire, backend_error
 
@@ -39,11 +42,6 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 # Timeouts for clients built here (a URL or REDIS_URL); a client passed in keeps its own.
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
-
-
-# durability="replicated": the replicas to wait for and how long, unless given
-DEFAULT_REPLICAS = 1
-DEFAULT_WAIT_MS = 1000
 
 
 def make_client(redis_: redis.Redis | RedisCluster | str | None, layout: str = "node"
@@ -61,9 +59,7 @@ def make_client(redis_: redis.Redis | RedisCluster | str | None, layout: str = "
                 url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
             )
         except RedisClusterException as exc:  # e.g. "Cluster mode is not enabled on this node"
-            raise BackendUnavailable(
-                f"layout=\"cluster\" with a URL builds a RedisCluster client: {exc} (for the "
-                "cluster layout on one Redis, pass a redis.Redis client)") from exc
+            raise not_a_cluster(exc) from exc
         except redis.RedisError as exc:
             raise backend_error(exc) from exc
         return cluster, True
@@ -71,18 +67,6 @@ def make_client(redis_: redis.Redis | RedisCluster | str | None, layout: str = "
         url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
     )
     return client, True
-
-
-def _durability(durability: str | None, replicas: int, timeout_ms: int) -> Wait | None:
-    if durability is None:
-        return None
-    if durability != "replicated":
-        raise ValidationError("invalidValue", 'durability must be None or "replicated"')
-    if not isinstance(replicas, int) or replicas < 1:
-        raise ValidationError("invalidValue", "replicas must be an integer >= 1")
-    if not isinstance(timeout_ms, int) or timeout_ms < 1:
-        raise ValidationError("invalidValue", "timeout_ms must be an integer >= 1")
-    return (replicas, timeout_ms)
 
 
 class RedisSessions(Operations):
@@ -118,7 +102,7 @@ class RedisSessions(Operations):
         timeout_ms: int = DEFAULT_WAIT_MS,
     ) -> None:
         super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
-                         _durability(durability, replicas, timeout_ms))
+                         replication_wait(durability, replicas, timeout_ms))
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         if isinstance(redis, RedisCluster) and layout != "cluster":
@@ -127,15 +111,12 @@ class RedisSessions(Operations):
         self.client, self._owns_client = make_client(redis, layout)
         self._wire: Any
         if isinstance(self.client, RedisCluster):
-            from .cluster_wire import ClusterWire
-
             self._wire = ClusterWire(self.client)
         else:
             self._wire = Wire(self.client)
         self._checked_not_cluster = layout == "cluster"
         self.cache = (
-            LocalCache(self.client, self.keys.cache_channel, cache_time,  # type: ignore[arg-type]
-                       cache_max)
+            LocalCache(self.client, self.keys.cache_channel, cache_time, cache_max)
             if cache_time > 0
             else None
         )
@@ -285,14 +266,9 @@ class RedisSessions(Operations):
 
     def iter_soid(self, app: str, id: str | int, page: int = PAGE) -> Iterator[Session]:
         """soid() one page at a time (SSCAN), each session once."""
-        seen: set[str] = set()
-        cursor: Any = "0"
-        while cursor is not None:
-            sessions, cursor = self._drive(self._soid_page(app, id, cursor, page))
-            for session in sessions:
-                if session["token"] not in seen:
-                    seen.add(session["token"])
-                    yield session
+        listing = self._soid_listing(app, id, page)
+        while sessions := self._drive(self._soid_next(listing)):
+            yield from sessions
 
     def activity(self, app: str, dt: int) -> int:
         """How many distinct user ids of ``app`` were active within ``dt`` seconds."""

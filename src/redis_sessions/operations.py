@@ -20,14 +20,20 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar, Union
 
 from . import core, scripts, validate
-from ._constants import MAX_DATA_BYTES, MAX_DATA_KEYS, ROTATION_GRACE
+from ._constants import (
+    DEFAULT_REPLICAS,
+    DEFAULT_WAIT_MS,
+    MAX_DATA_BYTES,
+    MAX_DATA_KEYS,
+    ROTATION_GRACE,
+)
 from .cache import LocalCache
 from .errors import BackendError, SessionError, ValidationError
 from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
 from .keys import with_bucket
 
 Session = dict[str, Any]
-Arg = Union[bytes, str, int]
+Arg = scripts.Arg
 T = TypeVar("T")
 
 # Bounds on the work of one Redis call of the admin operations, so none blocks Redis for long
@@ -47,8 +53,23 @@ _FORWARDED = 3
 Wait = tuple[int, int]
 
 
+def replication_wait(durability: str | None, replicas: int = DEFAULT_REPLICAS,
+                     timeout_ms: int = DEFAULT_WAIT_MS) -> Wait | None:
+    """The managers' ``durability``/``replicas``/``timeout_ms`` options checked, as the writing
+    steps' ``wait`` (None: no WAIT)."""
+    if durability is None:
+        return None
+    if durability != "replicated":
+        raise ValidationError("invalidValue", 'durability must be None or "replicated"')
+    if not isinstance(replicas, int) or replicas < 1:
+        raise ValidationError("invalidValue", "replicas must be an integer >= 1")
+    if not isinstance(timeout_ms, int) or timeout_ms < 1:
+        raise ValidationError("invalidValue", "timeout_ms must be an integer >= 1")
+    return (replicas, timeout_ms)
+
+
 class Call(NamedTuple):
-    """Run one script (EVALSHA) with these keys and arguments.
+    """Run one script (FCALL of its function) with these keys and arguments.
 
     Every key of one call lives in one cluster slot; a cluster wire routes by ``keys[0]``."""
 
@@ -212,6 +233,26 @@ class SoappListing:
     def stream_page(self) -> int:
         """Entries read per script: a fan-out reads less from each bucket."""
         return self.page if len(self.streams) == 1 else max(16, self.page // 8)
+
+
+class SoidListing:
+    """The state of one soid listing across pages: the SSCAN cursor, and the tokens already
+    given (SSCAN may return a member twice)."""
+
+    __slots__ = ("ctx", "cursor", "page", "seen", "user")
+
+    def __init__(self, ctx: AppContext, user: str, page: int) -> None:
+        self.ctx = ctx
+        self.user = user
+        self.page = page
+        self.cursor: Arg | None = "0"  # None once SSCAN said it is done
+        self.seen: set[str] = set()
+
+
+def _check_page(page: object) -> int:
+    if not isinstance(page, int) or page < 1:
+        raise ValidationError("invalidValue", "page must be a positive integer")
+    return page
 
 
 def parse(reply: object) -> Session | None:
@@ -466,32 +507,38 @@ class Operations:
             pending = [ctx for ctx, reply in zip(pending, replies) if int(reply[1]) >= KILL_CHUNK]
         return total
 
-    def _soid_page(self, app: str, id: str | int, cursor: Arg, page: int
-                   ) -> Op[tuple[list[Session], Arg | None]]:
-        """One page of soid: the sessions and the next cursor (None when done). Across pages a
-        session may come twice (SSCAN's rule): callers drop repeats by token."""
+    def _soid_listing(self, app: str, id: str | int, page: int = PAGE) -> SoidListing:
+        """The state of a paged soid (SSCAN over the user's token set)."""
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
-        slot = ctx.of_user(user)
-        reply = yield slot.call(scripts.SOID, (slot.user_prefix + user,), (cursor, page))
-        following = reply[0]
-        return _sessions_with_tokens(reply[1:]), (None if following in (b"0", "0") else following)
+        return SoidListing(ctx.of_user(user), user, _check_page(page))
 
-    def _soid(self, app: str, id: str | int, page: int = PAGE) -> Op[list[Session]]:
-        out: dict[str, Session] = {}
-        cursor: Arg | None = "0"
-        while cursor is not None:
-            sessions, cursor = yield from self._soid_page(app, id, cursor, page)
-            for session in sessions:
-                out[session["token"]] = session
-        return list(out.values())
+    def _soid_next(self, listing: SoidListing) -> Op[list[Session]]:
+        """The sessions of the next pages not given before ([] when the listing is over); an
+        empty SSCAN page is passed over."""
+        slot, seen = listing.ctx, listing.seen
+        while listing.cursor is not None:
+            reply = yield slot.call(scripts.SOID, (slot.user_prefix + listing.user,),
+                                    (listing.cursor, listing.page))
+            following = reply[0]
+            listing.cursor = None if following in (b"0", "0") else following
+            sessions = [s for s in _sessions_with_tokens(reply[1:]) if s["token"] not in seen]
+            if sessions:
+                seen.update(s["token"] for s in sessions)
+                return sessions
+        return []
+
+    def _soid(self, app: str, id: str | int) -> Op[list[Session]]:
+        listing = self._soid_listing(app, id)
+        out: list[Session] = []
+        while sessions := (yield from self._soid_next(listing)):
+            out += sessions
+        return out
 
     def _soapp_listing(self, app: str, dt: int, page: int = PAGE) -> SoappListing:
         """The state of a paged soapp (every bucket's index merged, newest first)."""
         ctx = self._app(app)
-        if not isinstance(page, int) or page < 1:
-            raise ValidationError("invalidValue", "page must be a positive integer")
-        return SoappListing(ctx.every(), validate.dt(dt), page)
+        return SoappListing(ctx.every(), validate.dt(dt), _check_page(page))
 
     def _soapp_next(self, listing: SoappListing) -> Op[list[Session]]:
         """The next page of a soapp listing ([] when it is over)."""
@@ -520,11 +567,9 @@ class Operations:
     def _soapp(self, app: str, dt: int) -> Op[list[Session]]:
         listing = self._soapp_listing(app, dt)
         out: list[Session] = []
-        while True:
-            sessions = yield from self._soapp_next(listing)
-            if not sessions:
-                return out
+        while sessions := (yield from self._soapp_next(listing)):
             out += sessions
+        return out
 
     def _activity(self, app: str, dt: int) -> Op[int]:
         """Exact in the cluster layout too: a user id lives in one bucket."""

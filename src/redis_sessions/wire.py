@@ -20,7 +20,7 @@ from typing import Any
 import hiredis
 import redis
 
-from . import core
+from . import core, scripts
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -28,12 +28,11 @@ from .errors import (
     SessionError,
     SessionTooLarge,
 )
-from .scripts import Script
+from .scripts import Arg, Script
 
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 _TIMEOUTS = (redis.TimeoutError, TimeoutError)
 
-Arg = bytes | str | int
 
 
 class _Held:
@@ -148,12 +147,8 @@ def _is_readonly(reply: object) -> bool:
     return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("READONLY")
 
 
-def _is_noscript(reply: object) -> bool:
-    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
-
-
 class Wire:
-    """EVALSHA with NOSCRIPT recovery over held connections of ``client``'s pool."""
+    """FCALL (the library loaded when missing) over held connections of ``client``'s pool."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.pool: redis.ConnectionPool = client.connection_pool
@@ -188,12 +183,12 @@ class Wire:
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
             wait: tuple[int, int] | None = None) -> object:
-        """Run one script: one round trip (two after a NOSCRIPT, which loads it); with ``wait``
-        a WAIT goes in the same round trip."""
+        """Run one script: one round trip (two when the server lacks the library, which the
+        second loads); with ``wait`` a WAIT goes in the same round trip."""
         held = self._held()
         tail = wait_command(wait)
         count = 2 if wait else 1
-        packed = core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args]) + tail
+        packed = script.pack(keys, args) + tail
         try:
             replies = self._roundtrip(held, packed, count)
         except BackendUnavailable as exc:
@@ -210,10 +205,9 @@ class Wire:
             replies = self._roundtrip(held, packed, count)
             reply = replies[0]
         if isinstance(reply, hiredis.ReplyError):
-            if _is_noscript(reply):  # the server lost its script cache: send the body once
-                packed = core.pack_command([b"EVAL", script.body, len(keys), *keys, *args]) + tail
-                replies = self._roundtrip(held, packed, count)
-                reply = replies[0]
+            if scripts.is_missing(reply):  # a new, restarted or flushed server: load, call again
+                load, *replies = self._roundtrip(held, scripts.LOAD + packed, count + 1)
+                reply = replies[0] = scripts.after_load(load, replies[0])
             if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply
         if wait:
@@ -237,22 +231,17 @@ class Wire:
         if not calls:
             return []
         held = self._held()
-        packed = b"".join(
-            core.pack_command([b"EVALSHA", script.sha, len(keys), *keys, *args])
-            for keys, args in calls
-        )
+        packed = b"".join(script.pack(keys, args) for keys, args in calls)
         replies = self._roundtrip(held, packed + wait_command(wait), len(calls) + bool(wait))
         acks = replies.pop() if wait else None
-        missing = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+        missing = [i for i, reply in enumerate(replies) if scripts.is_missing(reply)]
         if missing:
-            keys, args = calls[missing[0]]
-            replies[missing[0]] = self._roundtrip(
-                held, core.pack_command([b"EVAL", script.body, len(keys), *keys, *args]), 1
-            )[0]
-            for i in missing[1:]:
-                replies[i] = self.run(script, *calls[i])
-            if wait:
-                acks = self.command([b"WAIT", wait[0], wait[1]])
+            again = self._roundtrip(held, scripts.LOAD + b"".join(
+                script.pack(*calls[i]) for i in missing) + wait_command(wait),
+                len(missing) + 1 + bool(wait))
+            acks = again.pop() if wait else None
+            for i, reply in zip(missing, again[1:]):
+                replies[i] = scripts.after_load(again[0], reply)
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise backend_error(reply) from reply

@@ -8,7 +8,11 @@ import redis.asyncio
 
 from redis_sessions import RedisSessions
 from redis_sessions.aio import AsyncRedisSessions
-from redis_sessions.errors import BackendUnavailable, ValidationError
+from redis_sessions.errors import (
+    BackendUnavailable,
+    ReplicationTimeout,
+    ValidationError,
+)
 
 
 def run(coro):
@@ -62,23 +66,23 @@ def test_concurrent_calls_share_one_connection_and_lose_nothing(redis_url, names
     assert [c["name"] for c in clients].count("rs-aio-one") == 1
 
 
-def test_scripts_flushed_from_the_server_are_sent_again(ars, redis_client):
+def test_a_library_flushed_from_the_server_is_loaded_again(ars, redis_client):
     async def main():
         token = await ars.create("app", "ann", "1.2.3.4", 10)
-        redis_client.script_flush()
+        redis_client.function_flush()
         assert (await ars.get("app", token))["id"] == "ann"
-        redis_client.script_flush()
+        redis_client.function_flush()
         await asyncio.sleep(0)
         return token
 
     run(main())
-    # a wipe runs the kill script pipelined for many sessions (Calls): NOSCRIPT on each;
+    # a wipe runs the kill script pipelined for many sessions (Calls): each finds it missing;
     # these sessions' hashes are gone (as if Redis expired them): each counts as removed
     tokens = [run(ars.create("app", "bob", "1.2.3.4", 10)) for _ in range(3)]
     for token in tokens:
         redis_client.delete(ars.keys.session_prefix("app") + token)
         redis_client.zadd(ars.keys.expiry, {f"app:{token}:bob": 1})
-    redis_client.script_flush()
+    redis_client.function_flush()
     assert run(ars.wipe()) == 3
 
 
@@ -147,7 +151,10 @@ def test_cache_with_pubsub_invalidation(redis_url, namespace, rs):
 
 
 def test_the_cluster_layout_on_one_server(redis_url, namespace):
-    manager = AsyncRedisSessions(redis_url, namespace=namespace, wipe=0, layout="cluster")
+    """Through a redis.asyncio.Redis client; a URL with layout="cluster" means a Redis Cluster,
+    so a plain server's is refused, as the blocking manager refuses it (README, "Scale")."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    manager = AsyncRedisSessions(client, namespace=namespace, wipe=0, layout="cluster")
 
     async def main():
         token = await manager.create("app", "ann", "1.2.3.4", 100, {"a": 1})
@@ -155,6 +162,80 @@ def test_the_cluster_layout_on_one_server(redis_url, namespace):
         assert [s["token"] for s in await manager.soid("app", "ann")] == [token]
         assert await manager.killsoid("app", "ann") == 1
         await manager.close()
+        await client.aclose()
+
+    run(main())
+    with pytest.raises(BackendUnavailable, match="pass a redis.Redis client") as blocking:
+        RedisSessions(redis_url, namespace=namespace, wipe=0, layout="cluster")
+    by_url = AsyncRedisSessions(redis_url, namespace=namespace, wipe=0, layout="cluster")
+
+    async def refused():
+        try:
+            with pytest.raises(BackendUnavailable, match="redis.asyncio.Redis") as caught:
+                await by_url.create("app", "ann", "1.2.3.4", 100)
+            with pytest.raises(BackendUnavailable):  # every call, not just the first
+                await by_url.ping()
+            return caught.value
+        finally:
+            await by_url.close()
+
+    assert str(run(refused())) == str(blocking.value)
+
+
+def test_replicated_durability_times_out_without_enough_replicas(redis_url, namespace, rs):
+    """The private server has no replica: WAIT for 2 returns 0 after timeout_ms, and every
+    writing step raises ReplicationTimeout, as the blocking manager's do."""
+    durable = AsyncRedisSessions(redis_url, namespace=namespace, wipe=0,
+                                 durability="replicated", replicas=2, timeout_ms=30)
+    token = rs.create("app", "ann", "1.2.3.4", 100)
+
+    async def main():
+        assert (await durable.get("app", token))["id"] == "ann"  # reads do not wait
+        assert (await durable.set("app", token, {"a": 1}))["d"] == {"a": 1}  # nor set
+        started = time.monotonic()
+        with pytest.raises(ReplicationTimeout) as caught:
+            await durable.create("app", "bob", "1.2.3.4", 100)
+        assert time.monotonic() - started >= 0.025  # WAIT waited its timeout
+        assert caught.value.acknowledged == 0
+        with pytest.raises(ReplicationTimeout) as caught:
+            await durable.kill("app", token)
+        assert caught.value.reply == 1  # done on the master, not acknowledged
+        with pytest.raises(ReplicationTimeout):
+            await durable.upgrade("app", None, "carol", "1.2.3.4", 100)
+        with pytest.raises(ReplicationTimeout):
+            await durable.killsoid("app", "bob")
+        with pytest.raises(ReplicationTimeout):  # a fan-out (Calls): one WAIT after them all
+            await durable.killall("app")
+        await durable.close()
+
+    run(main())
+    assert rs.soapp("app", 600) == []  # the writes were done, only not replicated
+    for bad in ({"durability": "sync"}, {"durability": "replicated", "replicas": 0},
+                {"durability": "replicated", "timeout_ms": 0}):
+        with pytest.raises(ValidationError):
+            AsyncRedisSessions(redis_url, **bad)
+
+
+def test_iter_soapp_and_iter_soid_page_as_the_blocking_ones(ars, rs):
+    tokens = [rs.create("app", f"user{i % 5}", "1.2.3.4", 100) for i in range(23)]
+    extra = [rs.create("app", "many", "1.2.3.4", 100) for _ in range(11)]
+
+    async def listed(iterator):
+        return [s["token"] async for s in iterator]
+
+    async def main():
+        newest_first = await listed(ars.iter_soapp("app", 600, page=4))
+        assert newest_first == [s["token"] for s in rs.iter_soapp("app", 600, page=4)]
+        assert sorted(newest_first) == sorted(tokens + extra)  # each once, over 9 pages
+        assert newest_first == [s["token"] for s in await ars.soapp("app", 600)]
+        mine = await listed(ars.iter_soid("app", "many", page=2))
+        assert sorted(mine) == sorted(extra)
+        assert sorted(mine) == sorted(s["token"] for s in rs.iter_soid("app", "many", page=2))
+        assert await listed(ars.iter_soid("app", "nobody")) == []
+        with pytest.raises(ValidationError):
+            await listed(ars.iter_soapp("app", 600, page=0))
+        with pytest.raises(ValidationError):
+            await listed(ars.iter_soid("app", "many", page=0))
 
     run(main())
 

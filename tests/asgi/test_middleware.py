@@ -20,10 +20,8 @@ from .conftest import APP, TestClient, fastapi_app, lifespan, routes
 @pytest.fixture
 def client(ars, redis_client):
     """A test client (one event loop) over the raw routes app; its connection already open and
-    the scripts loaded (a first EVALSHA would cost one more round trip)."""
-    for script in vars(scripts).values():
-        if isinstance(script, scripts.Script):
-            redis_client.script_load(script.body)
+    the library loaded (a first FCALL would cost one more round trip)."""
+    redis_client.function_load(scripts.LIBRARY.decode(), replace=True)
     with TestClient(SessionMiddleware(routes, app_name=APP, sessions=ars)) as c:
         c.portal.call(ars.ping)
         yield c

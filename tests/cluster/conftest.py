@@ -284,3 +284,33 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
         yield group.start()
     finally:
         group.stop()
+
+
+async def cache_follows_writes_of_another(cached: Any, other: Any, app: str) -> None:
+    """``cached`` (an async manager with cache_time) serves a repeated get() from its cache (the
+    read count ``r`` does not move), and drops it when ``other`` writes the session: the
+    invalidation message crossed the Sentinel master or the cluster."""
+    import asyncio
+
+    token = await other.create(app, "cachy", "10.0.0.1", d={"a": 1})
+    for _ in range(250):  # until the listener's subscription is confirmed
+        await cached.get(app, token)
+        if cached.cache._listening:
+            break
+        await asyncio.sleep(0.02)
+    assert cached.cache._listening, "the cache's subscription was never confirmed"
+    first = await cached.get(app, token)
+    assert await cached.get(app, token) == first  # cached: r not incremented by a second read
+    assert (await other.get(app, token))["r"] == first["r"] + 1  # Redis saw one read of those
+    await other.set(app, token, {"a": 2})
+    for _ in range(250):
+        if (await cached.get(app, token))["d"] == {"a": 2}:
+            break
+        await asyncio.sleep(0.02)
+    assert (await cached.get(app, token))["d"] == {"a": 2}
+    await other.kill(app, token)
+    for _ in range(250):
+        if await cached.get(app, token) is None:
+            break
+        await asyncio.sleep(0.02)
+    assert await cached.get(app, token) is None  # a logout is honoured by the other cache

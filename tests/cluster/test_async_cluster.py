@@ -17,9 +17,9 @@ from redis_sessions import keys
 from redis_sessions.aio import AsyncRedisSessions
 from redis_sessions.asgi import SessionMiddleware
 from redis_sessions.async_cluster_wire import AsyncClusterWire
-from redis_sessions.errors import ValidationError
+from redis_sessions.errors import ReplicationTimeout, ValidationError
 
-from .conftest import Cluster, move_slot
+from .conftest import Cluster, cache_follows_writes_of_another, move_slot
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2; httpx works the same here
     warnings.simplefilter("ignore")
@@ -149,6 +149,58 @@ def test_the_asgi_middleware_through_the_cluster(acrs: AsyncRedisSessions) -> No
         assert browser.get("/login").text == "dave:2"  # the anonymous data moved to dave's slot
         assert browser.get("/add").text == "dave:3"
     assert [s["d"] for s in run(acrs.soid(APP, "dave"))] == [{"items": 3}]
+
+
+def test_the_cache_is_invalidated_through_the_cluster(acrs: AsyncRedisSessions, cluster: Cluster,
+                                                     cluster_ns: str) -> None:
+    """cache_time with a cluster (a client or a URL): the listener's blocking RedisCluster,
+    built from the async client's nodes, hears the other manager's writes."""
+    options = {"layout": "cluster", "namespace": cluster_ns, "wipe": 0, "cache_time": 60}
+    cached = AsyncRedisSessions(acrs.client if not acrs._owns_client else cluster.url, **options)
+    other = AsyncRedisSessions(cluster.url, **options)
+
+    async def main() -> None:
+        try:
+            await cache_follows_writes_of_another(cached, other, APP)
+        finally:
+            await cached.close()
+            await other.close()
+
+    run(main())
+    assert cached._twin is not None and cached._twin._client is None  # closed
+
+
+def test_replicated_durability_waits_for_each_masters_replica(cluster: Cluster,
+                                                               cluster_ns: str) -> None:
+    """Each master has one replica: WAIT 1 is met on every master of a fan-out; WAIT 2 times
+    out with one acknowledgement, as ReplicationTimeout."""
+    def manager(replicas: int) -> AsyncRedisSessions:
+        return AsyncRedisSessions(cluster.url, layout="cluster", namespace=cluster_ns, wipe=0,
+                                  durability="replicated", replicas=replicas, timeout_ms=2000
+                                  if replicas == 1 else 50)
+
+    one, two = manager(1), manager(2)
+
+    async def main() -> None:
+        try:
+            tokens = await asyncio.gather(*(one.create(APP, f"dur{i}", "10.0.0.1")
+                                            for i in range(30)))
+            assert await one.kill(APP, tokens[0]) == 1
+            with pytest.raises(ReplicationTimeout) as caught:
+                await two.create(APP, "dur-x", "10.0.0.1")
+            assert caught.value.acknowledged == 1
+            with pytest.raises(ReplicationTimeout) as caught:
+                await two.kill(APP, tokens[1])
+            assert caught.value.acknowledged == 1
+            assert caught.value.reply == 1  # the kill's own reply, as on one Redis
+            with pytest.raises(ReplicationTimeout):  # a fan-out over every master
+                await two.killall(APP)
+            assert await one.killall(APP) == 0  # done, only not replicated to two replicas
+        finally:
+            await one.close()
+            await two.close()
+
+    run(main())
 
 
 def test_nodes_layout_is_refused_for_a_cluster_client(cluster: Cluster) -> None:

@@ -139,6 +139,31 @@ def test_sha256_compiled_matches_hashlib(core_impl) -> None:
         core_impl._use_sha256_backend(used)
 
 
+
+def test_hmac_of_64_bytes_every_sha_backend(core_impl) -> None:
+    """A 64-byte message (a token) takes its own HMAC path in the compiled core (the padding
+    block's schedule precomputed, the outer block's constant words folded); lengths around it
+    take the general one. Every backend, against hmac/hashlib, signing and verifying."""
+    backends = ("portable", "bmi2", "sha-ni") if hasattr(core_impl, "_sha256_backend") else (None,)
+    used = core_impl._sha256_backend() if backends[0] else None
+    try:
+        for backend in backends:
+            if backend:
+                core_impl._use_sha256_backend(backend)
+            for n in (0, 1, 55, 56, 63, 64, 65, 119, 128):
+                for seed in range(3):
+                    token = "".join("aZ9xQ"[(i * 7 + seed * 3 + n) % 5] for i in range(n))
+                    for key in (b"", KEY, b"z" * 100, bytes(range(seed, seed + 64))):
+                        signed = core_impl.sign(token, key)
+                        assert signed == reference_sign(token, key), (backend, n, seed, key)
+                        if n == 64:
+                            assert core_impl.unsign(signed, [b"other", key]) == token
+                            assert core_impl.unsign(signed[:-1] + "?", [key]) is None
+    finally:
+        if used:
+            core_impl._use_sha256_backend(used)
+
+
 # ---- cookies
 T = "T" * 64
 

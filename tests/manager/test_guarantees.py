@@ -148,11 +148,17 @@ def test_one_round_trip(rs: RedisSessions, command_counter, op) -> None:
     assert counter.count == 1
 
 
-def test_noscript_is_recovered(rs: RedisSessions, redis_client) -> None:
+def test_a_server_without_the_library_gets_it_again(rs: RedisSessions, redis_client) -> None:
     token = rs.create(APP, "user1", "10.0.0.1")
-    redis_client.script_flush()
+    redis_client.function_flush()  # as after a restart without persistence
+    assert redis_client.function_list(library=scripts.LIBRARY_NAME) == []
     assert rs.get(APP, token)["id"] == "user1"
-    assert redis_client.script_exists(scripts.GET.sha.decode()) == [True]
+    assert len(redis_client.function_list(library=scripts.LIBRARY_NAME)) == 1
+    # pipelined calls (a wipe, killall) that all find it missing load it once and all run
+    tokens = [rs.create(APP, "user2", "10.0.0.1") for _ in range(3)]
+    redis_client.function_flush()
+    assert rs.killall(APP) == 4
+    assert all(rs.get(APP, t) is None for t in [token, *tokens])
 
 
 def test_max_sessions_evicts_the_least_recently_active(rs, redis_client, namespace) -> None:

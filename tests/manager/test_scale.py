@@ -84,7 +84,7 @@ def assert_nothing_slow(client: redis.Redis, what: str) -> None:
         return
     stats = client.info("commandstats")
     calls = sum(int(s["calls"]) for s in stats.values())
-    scripts = stats.get("cmdstat_evalsha", {"usec_per_call": 0})
+    scripts = stats.get("cmdstat_fcall", {"usec_per_call": 0})
     assert len(slow) <= max(3, calls // 100), f"{what}: {len(slow)} of {calls} commands slow"
     assert float(scripts["usec_per_call"]) < SLOW_US / 2, f"{what}: scripts' mean {scripts}"
 

@@ -1,53 +1,100 @@
-"""The Lua scripts of the session operations, read once from the ``.lua`` files beside this one.
+"""The session operations as one Redis Functions library, built once from the ``.lua`` files
+beside this one.
 
-Each script is ``_lib.lua`` followed by its own file; its SHA1 is computed here, so the scripts
-run by EVALSHA from the first call and are sent whole (EVAL) only after a NOSCRIPT reply.
+``_lib.lua`` is what every function shares: Redis runs it once, when the library is loaded, not
+on every call. Each other file is the body of one function (``FCALL`` with its keys and
+arguments). The library's name carries a hash of its text, so processes of different releases
+on one Redis each find their own. A server without it (new, restarted, flushed) answers
+"Function not found": the wires then send ``LOAD`` ahead of the same call, in one round trip.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from importlib import resources
 
+import hiredis
 
-class Script:
-    """One session script: its name, full body and SHA1 (both as bytes, ready to send).
+from .. import core
 
-    ``retry_safe``: running it twice does no harm, so a call whose connection was reset may be
-    sent again once. Not so for create (a second session) nor the kills (the second run would
-    report 0 sessions killed for a kill that happened).
-    """
+# what a command's argument may be (core.pack_command's rule)
+Arg = bytes | str | int
 
-    __slots__ = ("name", "body", "sha", "retry_safe")
-
-    def __init__(self, name: str, body: bytes, retry_safe: bool) -> None:
-        self.name = name
-        self.body = body
-        self.sha = hashlib.sha1(body).hexdigest().encode()
-        self.retry_safe = retry_safe
-
-    def __repr__(self) -> str:
-        return f"<Script {self.name} {self.sha.decode()[:8]}>"
+# functions that only read: Redis lets them run when it is out of memory
+_READ_ONLY = ("soid", "soapp", "activity")
+_NAMES = ("create", "create_anonymous", "rotate", "get", "set", "kill", "killsoid", "killall",
+          "soid", "soapp", "activity", "wipe", "take")
 
 
 def _read(name: str) -> bytes:
     return resources.files(__name__).joinpath(name).read_bytes()
 
 
-def _load(name: str, retry_safe: bool = True) -> Script:
-    return Script(name, _read("_lib.lua") + b"\n" + _read(f"{name}.lua"), retry_safe)
+_SOURCES = {name: _read(f"{name}.lua") for name in ("_lib", *_NAMES)}
+VERSION = hashlib.sha1(b"\0".join(_SOURCES[n] for n in ("_lib", *_NAMES))).hexdigest()[:12]
+LIBRARY_NAME = f"redis_sessions_{VERSION}"
 
 
-CREATE = _load("create", retry_safe=False)
-CREATE_ANONYMOUS = _load("create_anonymous", retry_safe=False)
-ROTATE = _load("rotate", retry_safe=False)  # a second run would find the old token gone
-GET = _load("get")
-SET = _load("set")  # a repeated merge writes the same values again
-KILL = _load("kill", retry_safe=False)
-KILLSOID = _load("killsoid", retry_safe=False)
-KILLALL = _load("killall", retry_safe=False)
-SOID = _load("soid")
-SOAPP = _load("soapp")
-ACTIVITY = _load("activity")
-WIPE = _load("wipe", retry_safe=False)  # cluster layout: one bucket's expired sessions
-TAKE = _load("take", retry_safe=False)  # cluster layout: a log-in's first step
+class Script:
+    """One session function: its name in Redis, and whether a call may be sent twice.
+
+    ``retry_safe``: running it twice does no harm, so a call whose connection was reset may be
+    sent again once. Not so for create (a second session) nor the kills (the second run would
+    report 0 sessions killed for a kill that happened).
+    """
+
+    __slots__ = ("name", "function", "retry_safe")
+
+    def __init__(self, name: str, retry_safe: bool = True) -> None:
+        self.name = name
+        self.function = f"rs_{VERSION}_{name}".encode()
+        self.retry_safe = retry_safe
+
+    def pack(self, keys: Sequence[Arg], args: Sequence[Arg]) -> bytes:
+        """The FCALL of this function with these keys and arguments, ready to send."""
+        return core.pack_command([b"FCALL", self.function, len(keys), *keys, *args])
+
+    def __repr__(self) -> str:
+        return f"<Script {self.name} {VERSION}>"
+
+
+def _registration(name: str) -> bytes:
+    flags = b"{'no-writes'}" if name in _READ_ONLY else b"{}"
+    return (b"redis.register_function{function_name='rs_" + VERSION.encode() + b"_"
+            + name.encode() + b"', flags=" + flags + b", callback=function(KEYS, ARGV)\n"
+            + b"begin(KEYS, ARGV)\n" + _SOURCES[name] + b"\nend}\n")
+
+
+LIBRARY = b"#!lua name=" + LIBRARY_NAME.encode() + b"\n" + _SOURCES["_lib"] + b"\n" + b"".join(
+    _registration(name) for name in _NAMES)
+# FUNCTION LOAD of the library: sent ahead of a call that found it missing
+LOAD = core.pack_command([b"FUNCTION", b"LOAD", LIBRARY])
+
+
+def is_missing(reply: object) -> bool:
+    """The server lacks the library (an FCALL's error reply)."""
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("ERR Function not found")
+
+
+def after_load(load_reply: object, reply: object) -> object:
+    """The reply of a call sent after LOAD; when the library is still missing, the reason LOAD
+    failed (an ACL refusal, say) instead. "Already exists": another process loaded it first."""
+    if is_missing(reply) and isinstance(load_reply, hiredis.ReplyError):
+        return load_reply
+    return reply
+
+
+CREATE = Script("create", retry_safe=False)
+CREATE_ANONYMOUS = Script("create_anonymous", retry_safe=False)
+ROTATE = Script("rotate", retry_safe=False)  # a second run would find the old token gone
+GET = Script("get")
+SET = Script("set")  # a repeated merge writes the same values again
+KILL = Script("kill", retry_safe=False)
+KILLSOID = Script("killsoid", retry_safe=False)
+KILLALL = Script("killall", retry_safe=False)
+SOID = Script("soid")
+SOAPP = Script("soapp")
+ACTIVITY = Script("activity")
+WIPE = Script("wipe", retry_safe=False)  # cluster layout: one bucket's expired sessions
+TAKE = Script("take", retry_safe=False)  # cluster layout: a log-in's first step

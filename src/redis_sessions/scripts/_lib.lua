@@ -1,6 +1,7 @@
--- Shared by every session script: scripts.py puts this file in front of each one.
+-- Shared by every session function: the library's top (scripts/__init__.py), run once when
+-- Redis loads the library; each function calls begin() with its keys and arguments first.
 --
--- Calling convention of all scripts (built by manager.py):
+-- Calling convention of all functions (built by operations.py):
 --   KEYS[1] {ns}:{app}:_sessions   KEYS[2] {ns}:{app}:_users   KEYS[3] {ns}:SESSIONS
 --   (the cluster layout passes one bucket's indexes and prefixes instead, all in one slot, so
 --   the scripts are the same for both layouts; keys.py)
@@ -21,9 +22,17 @@
 -- leaves a short-lived STRING "{ns}:{app}:rt:{token}": the successor's token when the same user
 -- keeps the session, "" when an anonymous session became a user's.
 
-local APP, SESSION_PREFIX, USER_PREFIX, CHANNEL = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local REDIS_TTL = ARGV[5] == '1'
-local SESSIONS_KEY, USERS_KEY, EXPIRY_KEY = KEYS[1], KEYS[2], KEYS[3]
+-- the convention's common part, set by begin() for the call running now (Redis runs one at a time)
+local APP, SESSION_PREFIX, USER_PREFIX, CHANNEL, REDIS_TTL
+local SESSIONS_KEY, USERS_KEY, EXPIRY_KEY
+local ARGV
+
+local function begin(keys, argv)
+  ARGV = argv
+  APP, SESSION_PREFIX, USER_PREFIX, CHANNEL = argv[1], argv[2], argv[3], argv[4]
+  REDIS_TTL = argv[5] == '1'
+  SESSIONS_KEY, USERS_KEY, EXPIRY_KEY = keys[1], keys[2], keys[3]
+end
 -- the largest ttl a script accepts: EXPIRE and the index scores stay exact far beyond it
 local MAX_SCRIPT_TTL = 4294967295
 -- reply codes besides a session: a rotated token, refused or forwarded to its successor
@@ -31,6 +40,12 @@ local ROTATED, FORWARDED = 2, 3
 
 local function now_seconds()
   return tonumber(redis.call('TIME')[1])
+end
+
+-- A whole number as text for redis.call: Redis would turn a Lua number into text with
+-- "%.17g", which costs about three times as much.
+local function decimal(n)
+  return string.format('%d', n)
 end
 
 -- One session's stored fields, or nil when there is no (well-formed) session.
@@ -67,11 +82,12 @@ end
 
 -- Write an anonymous session (d nil: empty) and give it ttl seconds from now.
 local function store_anonymous(key, d, ttl)
-  if d then redis.call('HSET', key, 'd', d, 'ttl', ttl) else
-    redis.call('HSET', key, 'ttl', ttl)
+  local secs = decimal(ttl)
+  if d then redis.call('HSET', key, 'd', d, 'ttl', secs) else
+    redis.call('HSET', key, 'ttl', secs)
     redis.call('HDEL', key, 'd')
   end
-  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', key, secs)
 end
 
 -- A ttl argument as a number, or an error reply before anything is written.
@@ -84,12 +100,11 @@ local function checked_ttl(text)
 end
 
 -- Give a user's token set (shared by that user's sessions) a Redis TTL of at least secs, never
--- shortening a longer one: EXPIRE GT extends an existing TTL in one command; a set that has none
--- yet gets one with NX when this session is new.
+-- shortening a longer one: EXPIRE GT extends an existing TTL in one command. A new session's
+-- set may have none yet (SADD just made it): NX first, which then takes one command too.
 local function extend(key, secs, new)
-  if redis.call('EXPIRE', key, secs, 'GT') == 0 and new then
-    redis.call('EXPIRE', key, secs, 'NX')
-  end
+  if new and redis.call('EXPIRE', key, secs, 'NX') == 1 then return end
+  redis.call('EXPIRE', key, secs, 'GT')
 end
 
 local function publish(token)
@@ -105,26 +120,30 @@ end
 -- moved (or the session is new): a session used again within a second costs no index update.
 local function touch(s, token, now, fields)
   local moved = s.new
+  local at = nil  -- now as text, made once when needed
   if s.no_resave then
     if s.idle > 0 then
-      fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = s.ttl
-      fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
+      at = decimal(now)
+      fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = decimal(s.ttl)
+      fields[#fields + 1] = 'la' ; fields[#fields + 1] = at
       s.la = now
       moved = true
     end
   elseif s.idle > 1 then
-    fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
+    at = decimal(now)
+    fields[#fields + 1] = 'la' ; fields[#fields + 1] = at
     s.la = now
     moved = true
   end
   if #fields > 0 then redis.call('HSET', s.key, unpack(fields)) end
   if not moved then return end
-  redis.call('ZADD', SESSIONS_KEY, now, token .. ':' .. s.id)
-  redis.call('ZADD', USERS_KEY, now, s.id)
-  redis.call('ZADD', EXPIRY_KEY, now + s.ttl, APP .. ':' .. token .. ':' .. s.id)
+  at = at or decimal(now)
+  redis.call('ZADD', SESSIONS_KEY, at, token .. ':' .. s.id)
+  redis.call('ZADD', USERS_KEY, at, s.id)
+  redis.call('ZADD', EXPIRY_KEY, decimal(now + s.ttl), APP .. ':' .. token .. ':' .. s.id)
   if REDIS_TTL then
     -- the session counts as expired once now > la + ttl
-    local left = s.la + s.ttl + 1 - now
+    local left = decimal(s.la + s.ttl + 1 - now)
     redis.call('EXPIRE', s.key, left)
     extend(USER_PREFIX .. s.id, left, s.new)
   end
@@ -190,18 +209,23 @@ local function split_member(member)
 end
 
 -- The JSON text of d, split into its top-level members without decoding any value, so values
--- keep their exact bytes (cjson would round numbers to 14 digits).
-local function skip_ws(s, i)
-  return string.find(s, '[^ \t\r\n]', i) or (#s + 1)
-end
-
+-- keep their exact bytes (cjson would round numbers to 14 digits). A string without escapes (the
+-- usual key or value) takes one pattern match; only escaped keys are decoded, by cjson.
 local function end_of_string(s, i)
+  local _, q = string.find(s, '^"[^"\\]*"', i)
+  if q then return q + 1 end
   local j = i + 1
   while true do
-    local q = string.find(s, '["\\]', j)
+    q = string.find(s, '["\\]', j)
     if not q then error('unterminated string') end
     if string.byte(s, q) == 92 then j = q + 2 else return q + 1 end
   end
+end
+
+-- A JSON key's string (raw: its text with the quotes).
+local function key_name(raw)
+  if string.find(raw, '\\', 2, true) then return cjson.decode(raw) end
+  return string.sub(raw, 2, -2)
 end
 
 local function end_of_value(s, i)
@@ -222,35 +246,42 @@ local function end_of_value(s, i)
       end
     end
   end
-  local p = string.find(s, '[,}%]%s]', i)
-  if not p or p == i then error('bad value') end
-  return p
+  local _, p = string.find(s, '^[^,}%] \t\r\n]+', i)  -- a number, true, false or null
+  if not p then error('bad value') end
+  return p + 1
 end
 
-local function json_members(s)
+-- The members as {raw key, raw value}, in order, and index[key's string] = position. The usual
+-- member ("key":"text" or "key":scalar, no escapes, no spaces) takes one match; anything else
+-- goes the long way.
+local function json_members(s, index)
   local members = {}
-  local i = skip_ws(s, 1)
-  if string.byte(s, i) ~= 123 then error('not an object') end
-  i = skip_ws(s, i + 1)
+  local _, i = string.find(s, '^[ \t\r\n]*{[ \t\r\n]*')
+  if not i then error('not an object') end
+  i = i + 1
   if string.byte(s, i) == 125 then return members end
   while true do
-    if string.byte(s, i) ~= 34 then error('bad key') end
-    local key_end = end_of_string(s, i)
-    local raw_key = string.sub(s, i, key_end - 1)
-    i = skip_ws(s, key_end)
-    if string.byte(s, i) ~= 58 then error('missing colon') end
-    i = skip_ws(s, i + 1)
-    local value_end = end_of_value(s, i)
-    members[#members + 1] = {raw_key, string.sub(s, i, value_end - 1)}
-    i = skip_ws(s, value_end)
-    local b = string.byte(s, i)
-    if b == 44 then
-      i = skip_ws(s, i + 1)
-    elseif b == 125 then
-      return members
-    else
-      error('bad separator')
+    local _, e, raw_key, name, value = string.find(s, '^("([^"\\]*)"):("[^"\\]*")', i)
+    if not e then
+      _, e, raw_key, name, value = string.find(s, '^("([^"\\]*)"):([^,}%]%[{" \t\r\n]+)', i)
     end
+    if not e then
+      if string.byte(s, i) ~= 34 then error('bad key') end
+      local key_end = end_of_string(s, i)
+      raw_key = string.sub(s, i, key_end - 1)
+      name = key_name(raw_key)
+      local colon
+      _, colon = string.find(s, '^[ \t\r\n]*:[ \t\r\n]*', key_end)
+      if not colon then error('missing colon') end
+      e = end_of_value(s, colon + 1) - 1
+      value = string.sub(s, colon + 1, e)
+    end
+    members[#members + 1] = {raw_key, value}
+    index[name] = #members
+    local _, after, separator = string.find(s, '^[ \t\r\n]*([,}])[ \t\r\n]*', e + 1)
+    if separator == '}' then return members end
+    if not separator then error('bad separator') end
+    i = after + 1
   end
 end
 
@@ -261,14 +292,12 @@ end
 local function merge(stored, first)
   local members, index = {}, {}
   if stored then
-    local ok = pcall(function()
-      members = json_members(stored)
-      for n, m in ipairs(members) do index[cjson.decode(m[1])] = n end
-    end)
+    local ok, parsed = pcall(json_members, stored, index)
     if not ok then return nil, -1 end
+    members = parsed
   end
   for i = first, #ARGV, 2 do
-    local name = cjson.decode(ARGV[i])
+    local name = key_name(ARGV[i])
     local value = ARGV[i + 1]
     local n = index[name]
     if value == '' then
@@ -280,19 +309,25 @@ local function merge(stored, first)
       index[name] = #members
     end
   end
-  local parts = {}
+  local parts, count = {'{'}, 0
   for _, m in ipairs(members) do
-    if m[2] then parts[#parts + 1] = m[1] .. ':' .. m[2] end
+    if m[2] then
+      parts[#parts + 1] = m[1] ; parts[#parts + 1] = ':' ; parts[#parts + 1] = m[2]
+      parts[#parts + 1] = ','
+      count = count + 1
+    end
   end
-  if #parts == 0 then return nil, 0 end
-  return '{' .. table.concat(parts, ',') .. '}', #parts
+  if count == 0 then return nil, 0 end
+  parts[#parts] = '}'
+  return table.concat(parts), count
 end
 
 -- Start a user session in hash s.key (checks done by the caller): fields, token set, indexes.
 local function store(s, token, now)
-  local fields = {'id', s.id, 'r', 1, 'w', 1, 'ip', s.ip, 'la', now, 'ttl', s.ttl}
+  local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', decimal(now),
+                  'ttl', decimal(s.ttl)}
   if s.d then fields[#fields + 1] = 'd' ; fields[#fields + 1] = s.d end
-  if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = 1 end
+  if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = '1' end
   redis.call('SADD', USER_PREFIX .. s.id, token)
   s.r, s.w, s.la, s.idle, s.new = 1, 1, now, 0, true
   touch(s, token, now, fields)

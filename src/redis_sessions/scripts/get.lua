@@ -7,13 +7,13 @@ local token, anonymous = ARGV[6], ARGV[7] == '1'
 local now = now_seconds()
 local s = live(KEYS[4], token, now)
 if s then
-  touch(s, token, now, {'r', s.r + 1})  -- the reply keeps r as read, as Node's does
+  touch(s, token, now, {'r', decimal(s.r + 1)})  -- the reply keeps r as read, as Node's does
   return reply(s)
 end
 if anonymous then
   local d, ttl = load_anonymous(KEYS[5])
   if ttl then
-    redis.call('EXPIRE', KEYS[5], ttl)
+    redis.call('EXPIRE', KEYS[5], decimal(ttl))
     return anonymous_reply(d, ttl)
   end
 end

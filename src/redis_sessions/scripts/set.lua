@@ -22,7 +22,7 @@ local function update(s, session_token)
   if refused then return redis.error_reply(refused) end
   publish(session_token)
   s.w = s.w + 1
-  local fields = {'w', s.w}
+  local fields = {'w', decimal(s.w)}
   if d then
     fields[3], fields[4] = 'd', d
   else
@@ -32,8 +32,8 @@ local function update(s, session_token)
   if new_ttl and new_ttl ~= s.ttl then
     -- a new ttl counts from now, for no_resave sessions too (their ttl field is the remainder)
     s.ttl, s.idle, s.la, s.new = new_ttl, 0, now, true
-    fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = new_ttl
-    fields[#fields + 1] = 'la' ; fields[#fields + 1] = now
+    fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = decimal(new_ttl)
+    fields[#fields + 1] = 'la' ; fields[#fields + 1] = decimal(now)
   end
   touch(s, session_token, now, fields)
   return reply(s)
