@@ -93,29 +93,45 @@ def measure(fn: Callable[[], object], loops: int, repeat: int) -> float:
     return statistics.median(runs)
 
 
-@contextlib.contextmanager
-def raw_caller(url: str, packed: bytes) -> Iterator[Callable[[], object]]:
-    """A function sending ``packed`` over a raw socket and reading the reply with
-    ``hiredis.Reader``: the floor of one round trip (no client library at all)."""
-    import hiredis
+class RawConnection:
+    """One socket to Redis read with ``hiredis.Reader``, no client library: the floor of one
+    round trip. Connected on first use, so each forked worker makes its own."""
 
-    parsed = urlparse(url)
-    sock = socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reader = hiredis.Reader()
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        self.address = (parsed.hostname or "127.0.0.1", parsed.port or 6379)
+        self.sock: socket.socket | None = None
+        self.reader: Any = None
 
-    def call() -> object:
-        sock.sendall(packed)
+    def call(self, packed: bytes) -> object:
+        """Send one packed command and return its reply."""
+        import hiredis
+
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.reader = hiredis.Reader()
+        self.sock.sendall(packed)
         while True:
-            reply = reader.gets()
+            reply = self.reader.gets()
             if reply is not False:
                 return reply
-            reader.feed(sock.recv(65536))
+            self.reader.feed(self.sock.recv(65536))
 
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+@contextlib.contextmanager
+def raw_caller(url: str, packed: bytes) -> Iterator[Callable[[], object]]:
+    """A function sending ``packed`` over a ``RawConnection`` (the floor of one round trip)."""
+    connection = RawConnection(url)
     try:
-        yield call
+        yield lambda: connection.call(packed)
     finally:
-        sock.close()
+        connection.close()
 
 
 class HttpServer:

@@ -35,31 +35,13 @@ def _value() -> Callable[[], str]:
 
 
 def _raw_roundtrip() -> Callable[[], object]:
-    """One GET over a raw socket per call, connected on first use (in the worker, after fork)."""
-    import socket
-    from urllib.parse import urlparse
+    """One GET over a raw socket per call (bench/_common.RawConnection), connected on first use:
+    in the worker, after the fork. (gunicorn runs from the repository root: ``bench`` imports.)"""
+    from bench._common import RawConnection
 
-    import hiredis
-
-    url = urlparse(os.environ["BENCH_REDIS_URL"])
+    connection = RawConnection(os.environ["BENCH_REDIS_URL"])
     packed = f"*2\r\n$3\r\nGET\r\n${len(APP) + 6}\r\n{APP}:floor\r\n".encode()
-    state: dict[str, Any] = {}
-
-    def call() -> object:
-        sock = state.get("sock")
-        if sock is None:
-            sock = state["sock"] = socket.create_connection((url.hostname, url.port or 6379))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            state["reader"] = hiredis.Reader()
-        reader = state["reader"]
-        sock.sendall(packed)
-        while True:
-            reply = reader.gets()
-            if reply is not False:
-                return reply
-            reader.feed(sock.recv(65536))
-
-    return call
+    return lambda: connection.call(packed)
 
 
 def _flask(stack: str) -> WSGIApp:

@@ -329,8 +329,13 @@ class AsyncRedisSessions(Operations):
         return await self._drive(self._wipe())
 
     async def ping(self) -> bool:
-        """True when Redis answers."""
-        return await self._wire.command((b"PING",)) in (b"PONG", "PONG")
+        """True when Redis answers (the first time, Node's layout on a cluster node is refused)."""
+        alive = await self._wire.command((b"PING",)) in (b"PONG", "PONG")
+        if not self._checked_not_cluster:
+            info = await self._wire.command((b"INFO", b"cluster"))
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            self._refuse_cluster_node("cluster_enabled:1" in text)
+        return alive
 
     async def close(self) -> None:
         """Stop the wiper and the cache listener and close the connections."""

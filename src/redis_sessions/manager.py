@@ -114,7 +114,6 @@ class RedisSessions(Operations):
             self._wire = ClusterWire(self.client)
         else:
             self._wire = Wire(self.client)
-        self._checked_not_cluster = layout == "cluster"
         self.cache = (
             LocalCache(self.client, self.keys.cache_channel, cache_time, cache_max)
             if cache_time > 0
@@ -287,11 +286,8 @@ class RedisSessions(Operations):
         """True when Redis answers."""
         try:
             alive = bool(self.client.ping())
-            if not self._checked_not_cluster:  # Node's layout cannot work on a cluster node
-                if self.client.info("cluster").get("cluster_enabled"):
-                    raise ValidationError("invalidValue", "this Redis is a cluster node: use "
-                                          "layout=\"cluster\" (Node's layout spans many slots)")
-                self._checked_not_cluster = True
+            if not self._checked_not_cluster:
+                self._refuse_cluster_node(bool(self.client.info("cluster").get("cluster_enabled")))
             return alive
         except redis.RedisError as exc:
             raise backend_error(exc) from exc

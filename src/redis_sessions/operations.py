@@ -298,6 +298,7 @@ class Operations:
             raise ValidationError("invalidValue", f"layout must be one of {LAYOUTS}")
         self.namespace = namespace
         self.layout = layout
+        self._checked_not_cluster = layout == "cluster"  # ping() checks once
         self.keys: Keys | ClusterKeys = ClusterKeys(namespace) if layout == "cluster" \
             else Keys(namespace)
         self.redis_ttl = bool(redis_ttl)
@@ -305,6 +306,14 @@ class Operations:
         self.wait = wait
         self._apps: dict[str, AppContext | ClusterApp] = {}
         self.cache = None
+
+    def _refuse_cluster_node(self, cluster_enabled: bool) -> None:
+        """ping()'s one check of the server: Node's layout spans many slots, so a cluster node
+        cannot hold it."""
+        if cluster_enabled:
+            raise ValidationError("invalidValue", "this Redis is a cluster node: use "
+                                  "layout=\"cluster\" (Node's layout spans many slots)")
+        self._checked_not_cluster = True
 
     def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""

@@ -210,6 +210,22 @@ def test_nodes_layout_is_refused_for_a_cluster_client(cluster: Cluster) -> None:
     run(client.aclose())
 
 
+def test_nodes_layout_on_a_cluster_nodes_client_is_refused_by_ping(cluster: Cluster) -> None:
+    """A plain client to one cluster node passes the constructor; ping() finds the node out, as
+    RedisSessions.ping() does."""
+    async def main() -> None:
+        node = redis.asyncio.Redis.from_url(cluster.url)
+        manager = AsyncRedisSessions(node, wipe=0)
+        try:
+            with pytest.raises(ValidationError, match='layout="cluster"'):
+                await manager.ping()
+        finally:
+            await manager.close()
+            await node.aclose()
+
+    run(main())
+
+
 def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> None:
     """A slot migrated by hand while concurrent get/set run on its sessions in one loop: ASK
     during the move, MOVED after it, nothing lost (test_cluster.py's blocking test, awaited)."""
