@@ -25,7 +25,13 @@ from . import core, scripts
 from .errors import BackendError
 from .operations import Arg, Wait
 from .scripts import Script
-from .wire import backend_error, check_acknowledged, wait_command
+from .wire import (
+    backend_error,
+    batch_result,
+    reload_request,
+    script_reply,
+    wait_command,
+)
 
 __all__ = ["AsyncWire"]
 
@@ -231,16 +237,10 @@ class AsyncWire:
             if not script.retry_safe or not isinstance(cause, redis.ConnectionError):
                 raise
             replies = await self._roundtrip(packed, count)
-        reply = replies[0]
-        if isinstance(reply, hiredis.ReplyError):
-            if scripts.is_missing(reply):  # a new, restarted or flushed server: load, call again
-                load, *replies = await self._roundtrip(scripts.LOAD + packed, count + 1)
-                reply = replies[0] = scripts.after_load(load, replies[0])
-            if isinstance(reply, hiredis.ReplyError):
-                raise backend_error(reply) from reply
-        if wait:
-            check_acknowledged(replies[1], wait, reply)
-        return reply
+        if scripts.is_missing(replies[0]):  # a new, restarted or flushed server: load, again
+            load, *replies = await self._roundtrip(scripts.LOAD + packed, count + 1)
+            replies[0] = scripts.after_load(load, replies[0])
+        return script_reply(replies, wait)
 
     async def command(self, args: Sequence[Arg], key: Arg | None = None) -> Any:
         """Run one plain command in one round trip; an error reply raises. (``key``, the
@@ -259,18 +259,9 @@ class AsyncWire:
         packed = b"".join(script.pack(keys, args) for keys, args in calls)
         replies = await self._roundtrip(packed + wait_command(wait), len(calls) + bool(wait))
         acks = replies.pop() if wait else None
-        missing = False
-        for i, reply in enumerate(replies):
-            if scripts.is_missing(reply):
-                replies[i] = await self.run(script, *calls[i])
-                missing = True
-            elif isinstance(reply, hiredis.ReplyError):
-                raise backend_error(reply) from reply
-        if wait:
-            if missing:  # the scripts sent again wrote after that WAIT
-                acks = await self.command((b"WAIT", wait[0], wait[1]))
-            check_acknowledged(acks, wait, replies)
-        return replies
+        missing, reload, count = reload_request(script, calls, replies, wait)
+        again = await self._roundtrip(reload, count) if missing else []
+        return batch_result(replies, acks, missing, again, wait)
 
     def close(self) -> None:
         """Close every connection (those of event loops already closed are just dropped)."""

@@ -229,7 +229,8 @@ class ClusterWire:
                 if isinstance(failure, _Unsent):
                     raise BackendUnavailable(f"Redis is unavailable: {failure}") from failure
                 raise failure
-            if any(requests[i].asking is None for i in again):
+            # an ASK or a missing library goes again at once; anything else after a new map
+            if any(requests[i].asking is None and not requests[i].load for i in again):
                 self._refresh(version)
                 time.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE)

@@ -766,10 +766,15 @@ class Session(MutableMapping):
     # -- end of request ------------------------------------------------------------------------
 
     @property
+    def _unsaved(self) -> bool:
+        """Whether there is data to diff or save (changes, a forced save, a new ttl)."""
+        return (self._snap is not None or self._force or self._new_ttl is not None
+                or self._blind is not None)
+
+    @property
     def pending(self) -> bool:
         """Whether ``finish()`` has work: data to diff or save, or a cookie to set or expire."""
-        return (self._snap is not None or self._force or self._new_ttl is not None
-                or self._blind is not None or self._cookie != COOKIE_KEEP)
+        return self._unsaved or self._cookie != COOKIE_KEEP
 
     def finish(self) -> int:
         """Save pending changes (unless ``failed``) per the error policy, and return what to do
@@ -777,8 +782,7 @@ class Session(MutableMapping):
         return self._drive(self._finish_op())
 
     def _finish_op(self) -> SessionOp[int]:
-        if (self._snap is not None or self._force or self._new_ttl is not None
-                or self._blind is not None):
+        if self._unsaved:
             if self.failed:
                 self._drop_unsaved()
             else:

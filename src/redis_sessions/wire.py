@@ -143,6 +143,45 @@ def check_acknowledged(acks: object, wait: tuple[int, int], reply: object = None
             "now could undo it", int(acks), reply)  # type: ignore[call-overload]
 
 
+def script_reply(replies: list[object], wait: tuple[int, int] | None) -> object:
+    """One script call's reply from its round trip: an error reply raised; with ``wait`` the
+    WAIT acknowledgement (the reply after it) checked."""
+    reply = replies[0]
+    if isinstance(reply, hiredis.ReplyError):
+        raise backend_error(reply) from reply
+    if wait:
+        check_acknowledged(replies[1], wait, reply)
+    return reply
+
+
+def reload_request(script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
+                   replies: list[object], wait: tuple[int, int] | None
+                   ) -> tuple[list[int], bytes, int]:
+    """After a pipelined batch: the calls whose server lacked the library, and the one request
+    that loads it and sends them again (a WAIT after them) with its reply count."""
+    missing = [i for i, reply in enumerate(replies) if scripts.is_missing(reply)]
+    if not missing:
+        return missing, b"", 0
+    packed = b"".join(script.pack(*calls[i]) for i in missing)
+    return missing, scripts.LOAD + packed + wait_command(wait), len(missing) + 1 + bool(wait)
+
+
+def batch_result(replies: list[object], acks: object, missing: list[int], again: list[object],
+                 wait: tuple[int, int] | None) -> list[object]:
+    """A batch's replies with those sent ``again`` (``reload_request``) in place: an error reply
+    raised; with ``wait`` the last WAIT's acknowledgement checked."""
+    if missing:
+        acks = again.pop() if wait else None
+        for i, reply in zip(missing, again[1:]):
+            replies[i] = scripts.after_load(again[0], reply)
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise backend_error(reply) from reply
+    if wait:
+        check_acknowledged(acks, wait, replies)
+    return replies
+
+
 def _is_readonly(reply: object) -> bool:
     return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("READONLY")
 
@@ -197,22 +236,15 @@ class Wire:
             if not script.retry_safe or isinstance(exc.__cause__, _TIMEOUTS):
                 raise
             replies = self._roundtrip(held, packed, count)
-        reply = replies[0]
-        if _is_readonly(reply):
+        if _is_readonly(replies[0]):
             # A failover made our server a replica (Sentinel): nothing was written. A new
             # connection from the pool (a Sentinel pool asks for the new master) gets it once more.
             held.drop()
             replies = self._roundtrip(held, packed, count)
-            reply = replies[0]
-        if isinstance(reply, hiredis.ReplyError):
-            if scripts.is_missing(reply):  # a new, restarted or flushed server: load, call again
-                load, *replies = self._roundtrip(held, scripts.LOAD + packed, count + 1)
-                reply = replies[0] = scripts.after_load(load, replies[0])
-            if isinstance(reply, hiredis.ReplyError):
-                raise backend_error(reply) from reply
-        if wait:
-            check_acknowledged(replies[1], wait, reply)
-        return reply
+        if scripts.is_missing(replies[0]):  # a new, restarted or flushed server: load, call again
+            load, *replies = self._roundtrip(held, scripts.LOAD + packed, count + 1)
+            replies[0] = scripts.after_load(load, replies[0])
+        return script_reply(replies, wait)
 
     def command(self, args: Sequence[Arg], key: Arg | None = None) -> object:
         """Run one plain command in one round trip; an error reply raises. (``key``: the
@@ -234,17 +266,6 @@ class Wire:
         packed = b"".join(script.pack(keys, args) for keys, args in calls)
         replies = self._roundtrip(held, packed + wait_command(wait), len(calls) + bool(wait))
         acks = replies.pop() if wait else None
-        missing = [i for i, reply in enumerate(replies) if scripts.is_missing(reply)]
-        if missing:
-            again = self._roundtrip(held, scripts.LOAD + b"".join(
-                script.pack(*calls[i]) for i in missing) + wait_command(wait),
-                len(missing) + 1 + bool(wait))
-            acks = again.pop() if wait else None
-            for i, reply in zip(missing, again[1:]):
-                replies[i] = scripts.after_load(again[0], reply)
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise backend_error(reply) from reply
-        if wait:
-            check_acknowledged(acks, wait, replies)
-        return replies
+        missing, reload, count = reload_request(script, calls, replies, wait)
+        again = self._roundtrip(held, reload, count) if missing else []
+        return batch_result(replies, acks, missing, again, wait)

@@ -119,6 +119,22 @@ def move_slot(cluster: Cluster, slot: int, source: Any, target: Any) -> None:
     time.sleep(0.3)
 
 
+def spy_redirections(wire: Any) -> list[str]:
+    """The kinds of redirection (MOVED, ASK, TRYAGAIN, ...) a cluster wire follows from now on,
+    in order: its ``_redirected`` is wrapped to record them."""
+    seen: list[str] = []
+    follow = wire._redirected
+
+    def recording(request: Any, reply: object) -> bool:
+        if follow(request, reply):
+            seen.append(str(reply).split()[0])
+            return True
+        return False
+
+    wire._redirected = recording
+    return seen
+
+
 def node_id(node: Any) -> str:
     return node.client().execute_command("CLUSTER", "MYID").decode()
 

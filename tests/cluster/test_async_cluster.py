@@ -19,7 +19,7 @@ from redis_sessions.asgi import SessionMiddleware
 from redis_sessions.async_cluster_wire import AsyncClusterWire
 from redis_sessions.errors import ReplicationTimeout, ValidationError
 
-from .conftest import Cluster, cache_follows_writes_of_another, move_slot
+from .conftest import Cluster, cache_follows_writes_of_another, move_slot, spy_redirections
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2; httpx works the same here
     warnings.simplefilter("ignore")
@@ -234,16 +234,7 @@ def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> 
     user = "mover"
     ctx = acrs._app(APP).of_user(user)
     slot = redis.crc.key_slot(ctx.keys[0].encode())
-    redirections: list[str] = []
-    follow = acrs._wire._redirected
-
-    def seen(request, reply) -> bool:
-        if follow(request, reply):
-            redirections.append(str(reply).split()[0])
-            return True
-        return False
-
-    acrs._wire._redirected = seen  # type: ignore[method-assign]
+    redirections = spy_redirections(acrs._wire)
 
     async def load(tokens: list[str], stop: asyncio.Event, errors: list[Exception]) -> None:
         i = 0

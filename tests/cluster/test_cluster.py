@@ -17,7 +17,7 @@ from redis_sessions import RedisSessions, keys
 from redis_sessions.errors import BackendError, BackendUnavailable, ValidationError
 from redis_sessions.wsgi import SessionMiddleware, get_session
 
-from .conftest import Cluster, move_slot
+from .conftest import Cluster, move_slot, spy_redirections
 
 APP = "clapp"
 
@@ -193,16 +193,7 @@ def test_a_slot_moved_mid_run_is_followed(cluster: Cluster, cluster_ns: str) -> 
     client.close()
     errors: list[Exception] = []
     stop = threading.Event()
-    redirections: list[str] = []
-    follow = crs._wire._redirected
-
-    def seen(request, reply) -> bool:
-        if follow(request, reply):
-            redirections.append(str(reply).split()[0])
-            return True
-        return False
-
-    crs._wire._redirected = seen
+    redirections = spy_redirections(crs._wire)
 
     def load() -> None:
         i = 0
