@@ -119,6 +119,16 @@ def move_slot(cluster: Cluster, slot: int, source: Any, target: Any) -> None:
     time.sleep(0.3)
 
 
+def keys_per_master(cluster: Cluster, namespace: str) -> list[int]:
+    """How many keys of ``namespace`` each master holds."""
+    counts = []
+    for node in cluster.masters():
+        client = node.client()
+        counts.append(sum(1 for _ in client.scan_iter(match=f"{namespace}:*", count=1000)))
+        client.close()
+    return counts
+
+
 def spy_redirections(wire: Any) -> list[str]:
     """The kinds of redirection (MOVED, ASK, TRYAGAIN, ...) a cluster wire follows from now on,
     in order: its ``_redirected`` is wrapped to record them."""

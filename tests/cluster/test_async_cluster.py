@@ -19,7 +19,7 @@ from redis_sessions.asgi import SessionMiddleware
 from redis_sessions.async_cluster_wire import AsyncClusterWire
 from redis_sessions.errors import ReplicationTimeout, ValidationError
 
-from .conftest import Cluster, cache_follows_writes_of_another, move_slot, spy_redirections
+from .conftest import Cluster, cache_follows_writes_of_another, keys_per_master, move_slot, spy_redirections
 
 with warnings.catch_warnings():  # Starlette 1.x asks for httpx2; httpx works the same here
     warnings.simplefilter("ignore")
@@ -92,11 +92,7 @@ def test_keys_spread_over_every_master(cluster: Cluster, acrs: AsyncRedisSession
         await asyncio.gather(*(acrs.create(APP, f"spread{i}", "10.0.0.1") for i in range(200)))
 
     run(main())
-    counts = []
-    for node in cluster.masters():
-        client = node.client()
-        counts.append(sum(1 for _ in client.scan_iter(match=f"{cluster_ns}:*", count=1000)))
-        client.close()
+    counts = keys_per_master(cluster, cluster_ns)
     assert len(counts) == 3 and all(n > 100 for n in counts), counts
 
 

@@ -17,7 +17,7 @@ from redis_sessions import RedisSessions, keys
 from redis_sessions.errors import BackendError, BackendUnavailable, ValidationError
 from redis_sessions.wsgi import SessionMiddleware, get_session
 
-from .conftest import Cluster, move_slot, spy_redirections
+from .conftest import Cluster, keys_per_master, move_slot, spy_redirections
 
 APP = "clapp"
 
@@ -82,11 +82,7 @@ def test_keys_spread_over_every_master(cluster: Cluster, crs: RedisSessions,
                                        cluster_ns: str) -> None:
     for i in range(200):
         crs.create(APP, f"spread{i}", "10.0.0.1")
-    counts = []
-    for node in cluster.masters():
-        client = node.client()
-        counts.append(sum(1 for _ in client.scan_iter(match=f"{cluster_ns}:*", count=1000)))
-        client.close()
+    counts = keys_per_master(cluster, cluster_ns)
     assert len(counts) == 3 and all(n > 100 for n in counts), counts
 
 
