@@ -19,6 +19,7 @@ import redis
 
 from redis_sessions import core
 
+from .redis_cluster import Cluster
 from .redis_server import RedisServer
 
 
@@ -154,3 +155,31 @@ def command_counter(redis_server: RedisServer | None, redis_url: str):
         return CommandCounter(redis_url)
 
     yield make
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The run's Redis Cluster (tests/redis_cluster.py), shared by tests/cluster and tests/chaos."""
+    group = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def cluster_ns(cluster: Cluster) -> Iterator[str]:
+    """A namespace of one test; its keys are deleted afterwards on every master."""
+    ns = "rsc" + secrets.token_hex(4)
+    yield ns
+    for node in cluster.nodes:
+        if node.alive:
+            client = node.client()
+            try:
+                keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+                for key in keys:
+                    client.delete(key)
+            except redis.ResponseError:
+                pass  # a replica refuses writes (READONLY): its master deletes
+            finally:
+                client.close()
