@@ -24,13 +24,12 @@ JOIN = 20.0  # seconds a worker may take to finish after its deadline before the
 # -- blocking workers --------------------------------------------------------------------------
 
 
-def drive(manager: Any, pop: Population, users: Sequence[User], seconds: float, tally: Tally,
+def drive(manager: Any, pop: Population, users: Sequence[User], deadline: Deadline, tally: Tally,
           seed: int, interrupt: Callable[[], contextlib.AbstractContextManager] | None = None,
           interruptions: tuple[type[BaseException], ...] = ()) -> None:
-    """Random calls for ``users`` on ``manager`` for ``seconds``; with ``interrupt``, each call
-    runs under ``interrupt()`` (which may raise one of ``interruptions`` into it)."""
+    """Random calls for ``users`` on ``manager`` until ``deadline``; with ``interrupt``, each
+    call runs under ``interrupt()`` (which may raise one of ``interruptions`` into it)."""
     rng = random.Random(seed)
-    deadline = Deadline(seconds)
     while deadline:
         plan = pop.plan(rng.choice(users), rng)
         if interrupt is None:
@@ -141,12 +140,11 @@ class Alarm:
 # -- asyncio workers ---------------------------------------------------------------------------
 
 
-async def adrive(manager: Any, pop: Population, users: Sequence[User], seconds: float,
+async def adrive(manager: Any, pop: Population, users: Sequence[User], deadline: Deadline,
                  tally: Tally, seed: int, wait_for: float | None = None) -> None:
     """``drive`` for an async manager; with ``wait_for``, each call is bounded by
     asyncio.wait_for with a random timeout up to that many seconds."""
     rng = random.Random(seed)
-    deadline = Deadline(seconds)
     while deadline:
         plan = pop.plan(rng.choice(users), rng)
         if wait_for is None:
@@ -160,7 +158,7 @@ async def adrive(manager: Any, pop: Population, users: Sequence[User], seconds: 
             pass
 
 
-async def with_cancels(make_worker: Callable[[int], Any], workers: int, seconds: float,
+async def with_cancels(make_worker: Callable[[int], Any], workers: int, deadline: Deadline,
                        seed: int, every: float = 0.003) -> int:
     """Run ``workers`` tasks (``make_worker(i)`` makes worker i's coroutine, which must end
     once its scenario is over); every ``every`` seconds one is cancelled mid-call and started
@@ -168,7 +166,6 @@ async def with_cancels(make_worker: Callable[[int], Any], workers: int, seconds:
     rng = random.Random(seed)
     tasks = {i: asyncio.ensure_future(make_worker(i)) for i in range(workers)}
     cancels = 0
-    deadline = Deadline(seconds)
     while deadline:
         await asyncio.sleep(rng.uniform(0, every * 2))
         i = rng.randrange(workers)

@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import blocking_cluster, blocking_single
 from .drive import Alarm, drive, with_background
-from .users import Interrupt, Population, Tally, report
+from .users import Deadline, Interrupt, Population, Tally, report
 
 SECONDS = 2.0
 WORKERS = 4  # the main thread (interrupted) and three threads beside it
@@ -20,11 +20,12 @@ def signal_scenario(make, name: str, exception: type[BaseException]) -> None:
     pop.create_all(manager)
     groups = pop.split(WORKERS)
     tallies = [Tally() for _ in range(WORKERS)]
+    deadline = Deadline(SECONDS)
     with Alarm(exception, 0.00005, 0.002) as alarm:
         with_background(
-            lambda: drive(manager, pop, groups[0], SECONDS, tallies[0], seed=0,
+            lambda: drive(manager, pop, groups[0], deadline, tallies[0], seed=0,
                           interrupt=alarm.armed, interruptions=(exception,)),
-            [lambda i=i: drive(manager, pop, groups[i], SECONDS, tallies[i], seed=i)
+            [lambda i=i: drive(manager, pop, groups[i], deadline, tallies[i], seed=i)
              for i in range(1, WORKERS)])
     manager.close()
     total = report(f"{name}, {exception.__name__} from SIGALRM", tallies)
