@@ -202,8 +202,8 @@ def client_kill(url: str) -> int:
 
 
 class FaultLoop:
-    """A thread that applies ``faults`` (callables) one after another, a random pause apart,
-    until stopped; ``counts`` says how often each ran."""
+    """A thread that applies ``faults`` (callables) in turn, a random pause apart, until
+    stopped; ``counts`` says how often each ran."""
 
     def __init__(self, faults: dict[str, Callable[[], None]], every: tuple[float, float],
                  seed: int = 0) -> None:
@@ -219,7 +219,7 @@ class FaultLoop:
         names = list(self.faults)
         try:
             while not self._stop.wait(self.rng.uniform(*self.every)):
-                name = self.rng.choice(names)
+                name = names[sum(self.counts.values()) % len(names)]
                 self.faults[name]()
                 self.counts[name] += 1
         except BaseException as exc:  # noqa: BLE001 - reported by stop()

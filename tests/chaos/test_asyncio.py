@@ -39,7 +39,7 @@ async def cancel_scenario(make, name: str) -> None:
     assert timed.interrupted > 0 and cancelled.interrupted > 0, "nothing was interrupted"
     for tally in (timed, cancelled):
         assert (tally.wrong, tally.crashed) == (0, 0), tally.samples
-    assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples
+    assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples + clean.failures
 
 
 def test_async_single(chaos_url, chaos_ns):

@@ -58,4 +58,4 @@ def test_cluster_killall_cut_short_leaves_no_reply_owed(cluster, cluster_ns):
     report("cluster killall cut short, then get/soid of every user (3 rounds)", [tally])
     rs.close()
     cluster.wait_ok()
-    assert (tally.wrong, tally.crashed, tally.failed) == (0, 0, 0), tally.samples
+    assert (tally.wrong, tally.crashed, tally.failed) == (0, 0, 0), tally.samples + tally.failures

@@ -41,7 +41,7 @@ def gevent_scenario(name: str, url: str, namespace: str, cluster: bool, preload:
     assert timeouts.interrupted > 0 and kills.interrupted > 0, "nothing was interrupted"
     for tally in (timeouts, kills):
         assert (tally.wrong, tally.crashed) == (0, 0), tally.samples
-    assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples
+    assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples + clean.failures
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["patched-first", "preload"])

@@ -43,7 +43,8 @@ class Tally:
     failed: int = 0  # a SessionError (BackendUnavailable, ...): visible, allowed
     wrong: int = 0  # a reply that is not the caller's, or a stale one
     crashed: int = 0  # an exception that is neither ours nor the interruption (IndexError, ...)
-    samples: list[str] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # wrong and crashed replies described
+    failures: list[str] = field(default_factory=list)  # the first failures described
 
     def note(self, kind: str, text: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -54,11 +55,13 @@ class Tally:
         for name in ("calls", "interrupted", "failed", "wrong", "crashed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.samples += other.samples[: max(0, SAMPLES - len(self.samples))]
+        self.failures += other.failures[: max(0, SAMPLES - len(self.failures))]
         return self
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "interrupted": self.interrupted, "failed": self.failed,
-                "wrong": self.wrong, "crashed": self.crashed, "samples": self.samples}
+                "wrong": self.wrong, "crashed": self.crashed, "samples": self.samples,
+                "failures": self.failures}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
@@ -291,6 +294,8 @@ def settle(plan: Plan, exc: BaseException, tally: Tally,
         return True
     if isinstance(exc, SessionError):
         tally.failed += 1
+        if len(tally.failures) < SAMPLES:
+            tally.failures.append(f"{plan.name}: {type(exc).__name__}: {exc}"[:300])
         return False
     if isinstance(exc, Exception):
         tally.note("crashed", f"{plan.name}: {type(exc).__name__}: {exc}"[:300])
