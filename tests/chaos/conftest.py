@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 import redis.asyncio
+import redis.cluster
 
 from redis_sessions import RedisSessions
 from redis_sessions.aio import AsyncRedisSessions
 
-from ..redis_cluster import Cluster
 from ..redis_server import RedisServer
 
 
@@ -55,17 +55,22 @@ def chaos_ns(chaos_url: str) -> Iterator[str]:
         client.close()
 
 
+# The managers of the four wires, each over a client made here as users make theirs (the gevent
+# runs import these too, in a process of their own).
+
+
 def blocking_single(url: str, namespace: str, **options) -> RedisSessions:
-    """The blocking wire on one server, over a redis.Redis client the caller made, as users do."""
+    """The blocking wire on one server."""
     client = redis.Redis.from_url(url, socket_timeout=options.pop("socket_timeout", 5),
                                   socket_connect_timeout=2)
     return RedisSessions(client, namespace=namespace, wipe=0, **options)
 
 
-def blocking_cluster(cluster: Cluster, namespace: str, **options) -> RedisSessions:
-    """The blocking cluster wire on the run's cluster."""
-    return RedisSessions(cluster.client(), namespace=namespace, wipe=0, layout="cluster",
-                         **options)
+def blocking_cluster(url: str, namespace: str, **options) -> RedisSessions:
+    """The blocking cluster wire on the cluster of the node at ``url`` (the run's cluster)."""
+    client = redis.cluster.RedisCluster.from_url(
+        url, socket_timeout=options.pop("socket_timeout", 5), socket_connect_timeout=1)
+    return RedisSessions(client, namespace=namespace, wipe=0, layout="cluster", **options)
 
 
 def async_single(url: str, namespace: str, **options) -> AsyncRedisSessions:
@@ -74,9 +79,9 @@ def async_single(url: str, namespace: str, **options) -> AsyncRedisSessions:
     return AsyncRedisSessions(client, namespace=namespace, wipe=0, **options)
 
 
-def async_cluster(cluster: Cluster, namespace: str, **options) -> AsyncRedisSessions:
-    client = redis.asyncio.RedisCluster.from_url(cluster.url, socket_timeout=5,
-                                                 socket_connect_timeout=1)
+def async_cluster(url: str, namespace: str, **options) -> AsyncRedisSessions:
+    client = redis.asyncio.RedisCluster.from_url(
+        url, socket_timeout=options.pop("socket_timeout", 5), socket_connect_timeout=1)
     return AsyncRedisSessions(client, namespace=namespace, wipe=0, layout="cluster", **options)
 
 

@@ -26,16 +26,10 @@ faulthandler.dump_traceback_later(config["seconds"] + HANG_AFTER, exit=True)
 
 
 def make_manager():
-    import redis
+    from tests.chaos.conftest import blocking_cluster, blocking_single
 
-    from redis_sessions import RedisSessions
-
-    if config["cluster"]:
-        client = redis.cluster.RedisCluster.from_url(config["url"], socket_timeout=5,
-                                                     socket_connect_timeout=2)
-        return RedisSessions(client, namespace=config["namespace"], wipe=0, layout="cluster")
-    client = redis.Redis.from_url(config["url"], socket_timeout=5, socket_connect_timeout=2)
-    return RedisSessions(client, namespace=config["namespace"], wipe=0)
+    make = blocking_cluster if config["cluster"] else blocking_single
+    return make(config["url"], config["namespace"])
 
 
 manager = make_manager() if config["preload"] else None

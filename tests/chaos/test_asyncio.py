@@ -47,4 +47,4 @@ def test_async_single(chaos_url, chaos_ns):
 
 
 def test_async_cluster(cluster, cluster_ns):
-    asyncio.run(cancel_scenario(lambda: async_cluster(cluster, cluster_ns), "async cluster"))
+    asyncio.run(cancel_scenario(lambda: async_cluster(cluster.url, cluster_ns), "async cluster"))

@@ -33,7 +33,7 @@ def replica_of(cluster, master):
 
 
 def test_cluster_killall_cut_short_leaves_no_reply_owed(cluster, cluster_ns):
-    rs = blocking_cluster(cluster, cluster_ns, durability="replicated", replicas=1,
+    rs = blocking_cluster(cluster.url, cluster_ns, durability="replicated", replicas=1,
                           timeout_ms=100)
     pop = Population(users=30, sessions=1)
     pop.create_all(rs)

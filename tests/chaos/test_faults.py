@@ -105,16 +105,9 @@ def test_blocking_single(chaos_server, chaos_url, chaos_ns, restart):
 
 
 def test_blocking_cluster(cluster, cluster_ns):
-    def make():
-        from redis.cluster import RedisCluster
-
-        from redis_sessions import RedisSessions
-
-        client = RedisCluster.from_url(cluster.url, socket_timeout=SOCKET_TIMEOUT,
-                                       socket_connect_timeout=1)
-        return RedisSessions(client, namespace=cluster_ns, wipe=0, layout="cluster")
-
-    blocking_scenario("blocking cluster faults", make, cluster_faults(cluster))
+    blocking_scenario("blocking cluster faults",
+                      lambda: blocking_cluster(cluster.url, cluster_ns, socket_timeout=SOCKET_TIMEOUT),
+                      cluster_faults(cluster))
     cluster.wait_ok()
 
 
@@ -127,14 +120,8 @@ def test_async_single(chaos_server, chaos_url, chaos_ns, restart):
 
 
 def test_async_cluster(cluster, cluster_ns):
-    def make():
-        import redis.asyncio
-
-        from redis_sessions.aio import AsyncRedisSessions
-
-        client = redis.asyncio.RedisCluster.from_url(cluster.url, socket_timeout=SOCKET_TIMEOUT,
-                                                     socket_connect_timeout=1)
-        return AsyncRedisSessions(client, namespace=cluster_ns, wipe=0, layout="cluster")
-
-    asyncio.run(async_scenario("async cluster faults", make, cluster_faults(cluster)))
+    asyncio.run(async_scenario(
+        "async cluster faults",
+        lambda: async_cluster(cluster.url, cluster_ns, socket_timeout=SOCKET_TIMEOUT),
+        cluster_faults(cluster)))
     cluster.wait_ok()

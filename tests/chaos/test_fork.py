@@ -111,7 +111,7 @@ def test_blocking_single(chaos_url, chaos_ns, cache_time):
 
 def test_blocking_cluster(cluster, cluster_ns):
     fork_scenario("fork, blocking cluster, cache_time=5",
-                  lambda: blocking_cluster(cluster, cluster_ns, cache_time=5))
+                  lambda: blocking_cluster(cluster.url, cluster_ns, cache_time=5))
 
 
 def test_child_never_deadlocks_on_the_cache_lock_held_at_fork(chaos_url, chaos_ns):

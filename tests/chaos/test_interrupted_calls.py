@@ -84,9 +84,9 @@ def cluster_tokens_on_one_master(rs, cluster, namespace: str, owners: list[str])
 
 @pytest.mark.parametrize("exception", [Interrupt, KeyboardInterrupt])
 def test_cluster_next_call_never_reads_an_interrupted_reply(cluster, cluster_ns, exception):
-    rs = blocking_cluster(cluster, cluster_ns)
+    rs = blocking_cluster(cluster.url, cluster_ns)
     mine, node = cluster_tokens_on_one_master(rs, cluster, cluster_ns, ["alice", "bob"])
-    (alice_id, alice), (bob_id, bob) = mine["alice"], mine["bob"]
+    alice, (bob_id, bob) = mine["alice"][1], mine["bob"]
     assert_mine(rs.get(APP, bob), bob_id)  # the connection to that master is open
     pause_clients(redis.Redis(host=node.host, port=node.port))
     interrupted(lambda: rs.get(APP, alice), exception)
@@ -128,18 +128,16 @@ def test_cluster_fast_path_send_that_failed_leaves_no_half_command(cluster, clus
     (a send timeout: half the command went out) without closing it; the next attempt then sent
     the whole command again on it, after the half. Here the master is stopped for less than the
     cluster's node timeout (no failover) while a large set() is sent."""
-    client = redis.cluster.RedisCluster.from_url(cluster.url, socket_timeout=0.4,
-                                                 socket_connect_timeout=1)
-    rs = redis_sessions_on(client, cluster_ns)
+    rs = blocking_cluster(cluster.url, cluster_ns, socket_timeout=0.4, max_data_bytes=2 * BIG)
     mine, node = cluster_tokens_on_one_master(rs, cluster, cluster_ns, ["alice", "bob"])
     (alice_id, alice), (bob_id, bob) = mine["alice"], mine["bob"]
     assert_mine(rs.get(APP, bob), bob_id)
     process = next(n for n in cluster.nodes if n.port == node.port).process
-    process.send_signal(signal.SIGSTOP)
+    process.send_signal(signal.SIGSTOP)  # for less than the node timeout: no failover
     resume = threading.Timer(0.6, process.send_signal, args=(signal.SIGCONT,))
     resume.start()
     outcome: object
-    try:
+    try:  # the send times out at 0.4 s, half done; the wire then tries again
         outcome = rs.set(APP, alice, {"big": "x" * BIG})
     except SessionError as exc:
         outcome = exc
@@ -154,11 +152,3 @@ def test_cluster_fast_path_send_that_failed_leaves_no_half_command(cluster, clus
     assert session["d"].get("big") in (None, "x" * BIG), "alice's data was garbled"
     assert_mine(rs.get(APP, bob), bob_id)
     rs.close()
-    client.close()
-
-
-def redis_sessions_on(client, namespace):
-    from redis_sessions import RedisSessions
-
-    return RedisSessions(client, namespace=namespace, wipe=0, layout="cluster",
-                         max_data_bytes=2 * BIG)

@@ -46,4 +46,4 @@ def test_blocking_single(chaos_url, chaos_ns, exception):
 
 @pytest.mark.parametrize("exception", [Interrupt, KeyboardInterrupt])
 def test_blocking_cluster(cluster, cluster_ns, exception):
-    signal_scenario(lambda: blocking_cluster(cluster, cluster_ns), "blocking cluster", exception)
+    signal_scenario(lambda: blocking_cluster(cluster.url, cluster_ns), "blocking cluster", exception)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ..redis_cluster import Cluster, SentinelGroup, _wait  # noqa: F401 - the tests import them here
+from ..redis_cluster import Cluster, SentinelGroup, _wait  # noqa: F401 (the tests import them here)
 
 
 def move_slot(cluster: Cluster, slot: int, source: Any, target: Any) -> None:
