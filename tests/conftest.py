@@ -12,6 +12,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -27,6 +28,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     url = os.environ.get("REDIS_URL")
     server = f"REDIS_URL={url}" if url else "a private server started by the tests"
     return [f"redis-sessions core: {core.IMPLEMENTATION}; Redis: {server}"]
+
+
+# Suites about connections and servers, the same with either core: marked slow, so CI's pure-core
+# pass (-m "not slow") leaves them to the compiled pass.
+SLOW_SUITES = ("chaos", "servers")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if any(here / suite in item.path.parents for suite in SLOW_SUITES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(

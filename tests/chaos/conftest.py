@@ -2,7 +2,9 @@
 disturbing the other tests), managers of the four wires on it or on the run's cluster.
 
 Every scenario is bounded: it drives its users for ``SECONDS`` and joins its threads, tasks and
-subprocesses with a timeout, failing (never hanging) when one does not finish.
+subprocesses with a timeout, failing (never hanging) when one does not finish. The suite is
+marked ``slow`` (tests/conftest.py: SLOW_SUITES): it tests the wires' connection handling, the
+same with either core, so CI runs it once (in the compiled pass).
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ def wait_until(check, what: str, timeout: float = 20.0) -> None:
 
 def replicate(replica: RedisServer, master: RedisServer) -> None:
     """``replica`` REPLICAOF ``master``, returning once it is in sync."""
+    source = redis.Redis.from_url(master.url)
+    source.config_set("repl-diskless-sync-delay", 0)  # (5 s by default)
+    source.close()
     client = redis.Redis.from_url(replica.url)
     client.replicaof("127.0.0.1", master.port)
     wait_until(lambda: client.info("replication").get("master_link_status") == "up",

@@ -1,7 +1,8 @@
 """The servers users run, over real HTTP: gunicorn (tests/web/flask_support.py's helper),
 uWSGI and uvicorn as subprocesses on loopback ports, and a crowd of concurrent clients, each a
 requests.Session (its own cookie jar) logged in as its own user, each checking that every answer
-names its own user and the value it stored last."""
+names its own user and the value it stored last. Marked ``slow`` (tests/conftest.py: SLOW_SUITES;
+CI runs it once, in the compiled-core pass): HTTP isolation does not depend on the core."""
 
 from __future__ import annotations
 
