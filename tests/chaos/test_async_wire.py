@@ -177,6 +177,9 @@ def test_a_master_turned_replica_is_left_for_the_new_master(pair, namespace, kin
     proxy = Proxy(first.port)
 
     def switch(old: RedisServer, new: RedisServer) -> None:
+        direct = redis.Redis.from_url(old.url)
+        assert direct.wait(1, 5000) == 1  # the replica has every write (and the library)
+        direct.close()
         promote(new)
         replicate(old, new)
         proxy.retarget(new.port)
