@@ -120,6 +120,9 @@ def backend_error(exc: Exception) -> SessionError:
     if isinstance(exc, _CONNECTION_ERRORS):
         return BackendUnavailable(f"Redis is unavailable: {exc}")
     message = str(exc)
+    unsupported = scripts.unsupported(message)  # no Functions, or the ACL forbids them
+    if unsupported is not None:
+        return unsupported
     if message.startswith("RSTOOLARGE "):
         return SessionTooLarge(message[len("RSTOOLARGE ") :])
     if message.startswith(("CROSSSLOT", "MOVED", "ASK ", "CLUSTERDOWN")):
