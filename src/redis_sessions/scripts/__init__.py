@@ -93,7 +93,7 @@ NEEDS = "Redis >= 7.0 or Valkey >= 7.2, with Redis Functions (FUNCTION LOAD and 
 _UNKNOWN = re.compile(r"ERR unknown command [`']([^`']*)[`']", re.IGNORECASE)
 # "NOPERM this user has no permissions to run the 'function|load' command" (Redis 7.0)
 # "NOPERM User app has no permissions to run the 'fcall' command" (Redis 7.2+, Valkey)
-_NOPERM_COMMAND = re.compile(r"NOPERM .*to run the '([a-z0-9|_-]+)' command", re.IGNORECASE)
+_NOPERM_COMMAND = re.compile(r"permissions to run the '([a-z0-9|_-]+)' command", re.IGNORECASE)
 
 
 def unsupported(message: str) -> BackendUnsupported | None:
@@ -109,9 +109,13 @@ def unsupported(message: str) -> BackendUnsupported | None:
                 f"(a server older than Redis 7.0, or {command} renamed or disabled in its "
                 f"configuration); redis-sessions needs {NEEDS}")
         return None
-    if not message.startswith("NOPERM"):
+    lowered = message.lower()
+    # an ACL refusal of the call itself (NOPERM), or of a command run inside a function:
+    # "The user executing the script can't ..." (Redis 7.0), "ACL failure in script" (later)
+    if not (message.startswith("NOPERM") or "the user executing the script can't" in lowered
+            or "acl failure in script" in lowered):
         return None
-    denied = _NOPERM_COMMAND.match(message)
+    denied = _NOPERM_COMMAND.search(message)
     if denied is not None:
         command = denied.group(1).lower()
         if command == "function|load":
@@ -123,14 +127,18 @@ def unsupported(message: str) -> BackendUnsupported | None:
         what = "FCALL, which runs every redis-sessions operation" if command == "fcall" else (
             f"the {command.upper()} command, which redis-sessions needs")
         return BackendUnsupported(f"the Redis user may not run {what}: grant +{command}")
-    if "channel" in message.lower():
+    if "channel" in lowered:
         return BackendUnsupported(
-            "the Redis user may not use the session channel: redis-sessions publishes "
-            "invalidations on the channel <namespace>:cache (grant &rs:cache for the namespace "
-            "rs)")
+            "the Redis user may not publish on the session channel: redis-sessions publishes "
+            "invalidations on <namespace>:cache (grant &rs:cache for the namespace rs)")
+    if "key" in lowered:
+        return BackendUnsupported(
+            "the Redis user may not access the session keys: redis-sessions keeps every key "
+            "under its namespace (grant ~rs:* for the namespace rs)")
     return BackendUnsupported(
-        "the Redis user may not access the session keys: redis-sessions keeps every key under "
-        "its namespace (grant ~rs:* for the namespace rs)")
+        "the Redis user may not run a command the redis-sessions functions run (TIME, PUBLISH, "
+        "and hash, set and sorted-set commands on its keys): grant +@read +@write +@scripting "
+        "+@pubsub +time")
 
 
 CREATE = Script("create", retry_safe=False)
