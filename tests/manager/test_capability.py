@@ -19,6 +19,7 @@ import redis
 
 from redis_sessions import BackendError, BackendUnsupported, RedisSessions, SessionMiddleware
 from redis_sessions.aio import AsyncRedisSessions
+from redis_sessions.embedded import free_port
 from redis_sessions.scripts import LIBRARY_NAME
 
 APP = "capapp"
@@ -112,7 +113,9 @@ def test_other_errors_are_not_capability_errors(rs, namespace) -> None:
 
 
 def test_a_cluster_node_without_functions(server_factory) -> None:
-    server = server_factory("--cluster-enabled", "yes", *NO_FUNCTIONS)
+    # a one-node cluster; its bus on a port of its own (port + 10000 may be taken or too high)
+    server = server_factory("--cluster-enabled", "yes", "--cluster-port", str(free_port()),
+                            *NO_FUNCTIONS)
     node = redis.Redis.from_url(server.url)
     node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
     deadline = time.monotonic() + 10

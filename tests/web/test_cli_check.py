@@ -11,6 +11,7 @@ import redis
 
 from redis_sessions.check import PROBE_APP, eviction_risk
 from redis_sessions.cli import main
+from redis_sessions.embedded import free_port
 from redis_sessions.scripts import LIBRARY_NAME
 
 NO_FUNCTIONS = ("--rename-command", "FCALL", "", "--rename-command", "FUNCTION", "")
@@ -146,7 +147,7 @@ def test_replicas_for_durability(check, server_factory):
 
 
 def _one_node_cluster(server_factory):
-    server = server_factory("--cluster-enabled", "yes")
+    server = server_factory("--cluster-enabled", "yes", "--cluster-port", str(free_port()))
     node = redis.Redis.from_url(server.url)
     node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
     deadline = time.monotonic() + 10
