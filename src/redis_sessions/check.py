@@ -25,7 +25,7 @@ from .errors import BackendUnsupported, SessionError
 __all__ = ["Finding", "run_checks", "eviction_risk", "MAX_CLOCK_SKEW", "PROBE_APP"]
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
-#: the seconds a server's clock may differ from this machine's (or a master's from another's)
+#: the seconds a server's clock (each master's) may differ from this machine's
 MAX_CLOCK_SKEW = 2.0
 #: the app name of the probe session the ACL check creates and kills
 PROBE_APP = "rs-check"
@@ -52,8 +52,8 @@ def eviction_risk(maxmemory: int, policy: str) -> tuple[str, str]:
 
     Session hashes, user sets, anonymous sessions and rotation marks carry a Redis TTL, so the
     ``volatile-*`` policies evict them as readily as the ``allkeys-*`` ones evict everything:
-    users are logged out at random, and an evicted rotation mark lets an old token's late write
-    be taken for a stale session's. Only ``noeviction`` (writes fail visibly when memory is full)
+    users are logged out at random, and an evicted rotation mark makes a request still in flight
+    with a token a login just replaced expire the browser's new cookie. Only ``noeviction`` (writes fail visibly when memory is full)
     or no limit keeps every session."""
     if maxmemory == 0:
         return OK, "no maxmemory limit: nothing is evicted"
@@ -283,14 +283,13 @@ def run_checks(client: redis.Redis | RedisCluster, *, namespace: str, layout: st
             nodes = [(node.name, client.get_redis_connection(node))
                      for node in client.get_primaries()]
         else:
-            kwargs = client.connection_pool.connection_kwargs
-            nodes = [(f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}", client)]
+            nodes = [("", client)]  # one server: its findings need no node name
         usable, unknown = True, False
         for name, node in nodes:
-            server = _server_checks(name if len(nodes) > 1 else "", node, layout, replicas)
+            server = _server_checks(name, node, layout, replicas)
             for finding in server:
                 add(finding)
-            library = _library(name if len(nodes) > 1 else "", node)
+            library = _library(name, node)
             if library is None:
                 unknown = True
             else:

@@ -312,6 +312,8 @@ def _reached(args: argparse.Namespace, call: Any) -> Any:
         return call()
     except (redis.exceptions.InvalidResponse, redis.exceptions.DataError) as exc:
         raise _NotRedis(str(exc)) from exc
+    except redis.exceptions.RedisClusterException as exc:  # no slot map from the node
+        raise BackendUnavailable(f"Redis Cluster: {exc}") from exc
     except redis.RedisError as exc:
         if "Protocol error" in str(exc):
             raise _NotRedis(str(exc)) from exc
