@@ -32,6 +32,9 @@ def backend_error(exc: Exception) -> SessionError:
     if isinstance(exc, CONNECTION_ERRORS):
         return unavailable(exc)
     message = str(exc)
+    unsupported = scripts.unsupported(message)  # no Functions, or the ACL forbids them
+    if unsupported is not None:
+        return unsupported
     if message.startswith("RSTOOLARGE "):
         return SessionTooLarge(message[len("RSTOOLARGE ") :])
     if message.startswith(("CROSSSLOT", "MOVED", "ASK ", "CLUSTERDOWN")):
