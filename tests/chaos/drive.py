@@ -35,11 +35,15 @@ def drive(manager: Any, pop: Population, users: Sequence[User], deadline: Deadli
         if interrupt is None:
             run(plan, lambda: plan.invoke(manager), tally, interruptions)
             continue
-        try:
+
+        def invoke(plan=plan) -> Any:  # only the call may be interrupted, not its judging
             with interrupt():
-                run(plan, lambda: plan.invoke(manager), tally, interruptions)
+                return plan.invoke(manager)
+
+        try:
+            run(plan, invoke, tally, interruptions)
         except interruptions:
-            pass  # counted by run() when it cut the call short
+            pass  # counted by run()
 
 
 def in_threads(targets: Sequence[Callable[[], None]]) -> None:
