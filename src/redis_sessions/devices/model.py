@@ -22,6 +22,11 @@ def _moment(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
 
 
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with "Z", as JavaScript's toISOString and pydantic write it."""
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     """One of a user's signed-in sessions.
@@ -62,8 +67,8 @@ class Device:
             "handle": self.handle, "current": self.current, "label": self.label,
             "browser": self.browser, "os": self.os, "kind": self.kind, "ip": self.ip,
             "user_agent": self.user_agent,
-            "signed_in": None if self.signed_in is None else self.signed_in.isoformat(),
-            "last_active": self.last_active.isoformat(),
+            "signed_in": None if self.signed_in is None else _iso(self.signed_in),
+            "last_active": _iso(self.last_active),
         }
 
 

@@ -4,22 +4,30 @@ wording, the Accept rule, relative times and the icon of each kind. No framework
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any
 
 from .agents import Kind
 from .model import Device
 
-__all__ = ["payload", "wants_json", "ago", "icon", "ended_message", "others_message",
-           "NOT_FOUND", "SIGNED_OUT", "TEMPLATE"]
+__all__ = ["payload", "wants_json", "ago", "icon", "stylesheet", "ended_message",
+           "others_message", "NOT_FOUND", "SIGNED_OUT", "TEMPLATE"]
 
 #: the page's template name in every framework (override it by that path)
 TEMPLATE = "redis_sessions/devices.html"
 #: the feedback when the device to end is not (or no longer) one of the user's
 NOT_FOUND = "That device is not signed in any more."
 #: the answer when the request's own session is not a signed-in user's
-SIGNED_OUT = "Sign in to see your devices."
+SIGNED_OUT = "Log in to see your devices."
+
+
+@functools.lru_cache(maxsize=1)
+def stylesheet() -> str:
+    """The pages' CSS (devices.css, scoped to ``.rs-devices``), for a ``<style>`` element."""
+    return resources.files(__package__).joinpath("devices.css").read_text("utf-8")
 
 
 def payload(devices: Sequence[Device], **extra: Any) -> dict[str, Any]:
@@ -93,12 +101,12 @@ def icon(kind: Kind | str) -> str:
 def ended_message(device: Device) -> str:
     """The feedback after ending one device."""
     if device.current:
-        return "You signed out on this device."
-    return f"Signed out {device.label}."
+        return "You logged out on this device."
+    return f"Logged out {device.label}."
 
 
 def others_message(count: int) -> str:
     """The feedback after ending every other device."""
     if count == 0:
         return "No other device was signed in."
-    return f"Signed out {count} other device{'' if count == 1 else 's'}."
+    return f"Logged out {count} other device{'' if count == 1 else 's'}."
