@@ -73,6 +73,12 @@ def test_a_device_is_typed_immutable_and_its_times_are_aware() -> None:
     assert Device.from_record(record(signed_in=None, user_agent=None)).as_json()["signed_in"] is None
 
 
+def test_a_sign_in_is_never_after_the_last_activity() -> None:
+    # a Node token's time is its process's clock, the last activity Redis's: they may disagree
+    device = Device.from_record(record(signed_in=1_800_000_002, last_active=1_800_000_000))
+    assert device.signed_in == device.last_active
+
+
 def test_a_listing_puts_this_device_first_then_the_most_recent() -> None:
     devices = from_records([
         record(handle="a" * 24, last_active=100), record(handle="b" * 24, last_active=300),

@@ -56,9 +56,14 @@ class Device:
         agent = describe(record["user_agent"])
         last_active = _moment(record["last_active"])
         assert last_active is not None
+        signed_in = _moment(record["signed_in"])
+        if signed_in is not None and signed_in > last_active:
+            # a Node token's time comes from the clock of the process that made it, the last
+            # activity from Redis's: never show a sign-in after the last activity
+            signed_in = last_active
         return cls(handle=record["handle"], current=bool(record["current"]), label=agent.label,
                    browser=agent.browser, os=agent.os, kind=agent.kind, ip=record["ip"],
-                   user_agent=record["user_agent"], signed_in=_moment(record["signed_in"]),
+                   user_agent=record["user_agent"], signed_in=signed_in,
                    last_active=last_active)
 
     def as_json(self) -> dict[str, Any]:
