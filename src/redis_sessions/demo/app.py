@@ -35,10 +35,9 @@ FLASH_MAX_AGE = 60  # seconds the one-shot note of an action waits for the page 
 _STYLE = """
 .rs-page { color: #1f2328; }
 .demo-bar { background: #fff; border-bottom: 1px solid #d8dee4; }
-.demo-bar-inner { max-width: 46rem; margin: 0 auto; padding: .8rem 1.25rem; display: flex;
-  align-items: center; justify-content: space-between; gap: 1rem;
-  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; }
+.demo-bar .rs-devices { padding: .75rem 1.25rem; display: flex; align-items: center;
+  justify-content: space-between; gap: 1rem; font-size: 15px; }
+.demo-bar .rs-button { padding: .4rem .75rem; font-size: .8125rem; }
 .demo-brand { font-weight: 700; color: #1f2328; text-decoration: none; letter-spacing: -.01em;
   display: flex; align-items: center; gap: .5rem; white-space: nowrap; }
 .demo-brand b { color: #cf222e; }
@@ -47,10 +46,10 @@ _STYLE = """
   min-width: 0; }
 .demo-who strong { color: #1f2328; overflow-wrap: anywhere; }
 .rs-devices h2 { font-size: 1.125rem; margin: 2rem 0 .75rem; font-weight: 650; }
-.rs-devices .demo-stats { display: flex; flex-wrap: wrap; gap: .75rem; margin: 0 0 .5rem;
-  padding: 0; list-style: none; }
+.rs-devices .demo-stats { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr));
+  gap: .75rem; margin: 0 0 .5rem; padding: 0; list-style: none; }
 .rs-devices .demo-stats li { background: #fff; border: 1px solid #d8dee4; border-radius: 10px;
-  padding: .6rem .9rem; font-size: .875rem; color: #59636e; }
+  padding: .7rem .9rem; font-size: .875rem; line-height: 1.3; color: #59636e; }
 .rs-devices .demo-stats strong { display: block; font-size: 1.25rem; color: #1f2328; }
 .rs-devices .demo-card { background: #fff; border: 1px solid #d8dee4; border-radius: 12px;
   padding: 1.5rem; }
@@ -64,9 +63,13 @@ _STYLE = """
 .rs-devices code { font-size: .85em; background: #eef1f4; padding: .05rem .3rem;
   border-radius: 4px; }
 .rs-devices .demo-confirm { border-color: #ffcecb; }
+.rs-devices .demo-card > p:first-child { margin-top: 0; }
 @media (max-width: 36rem) {
-  .demo-bar-inner { padding: .7rem 1rem; }
+  .demo-bar .rs-devices { padding: .6rem 1rem; gap: .5rem; }
+  .demo-brand { font-size: 14px; }
   .demo-who span { display: none; }
+  .rs-devices .demo-stats { gap: .5rem; }
+  .rs-devices .demo-stats li { padding: .6rem .7rem; font-size: .8rem; }
 }
 """
 
@@ -77,7 +80,7 @@ _PAGE = Template("""<!doctype html>
 <style>$devices_css
 $style</style></head>
 <body class="rs-page">
-<header class="demo-bar"><div class="demo-bar-inner">
+<header class="demo-bar"><div class="rs-devices">
 <a class="demo-brand" href="/"><span class="demo-dot"></span>redis-sessions <b>demo</b></a>
 $who
 </div></header>
@@ -127,7 +130,7 @@ _OTHERS = Template("""<form method="post" action="/logout-others">$csrf<button c
 _ROW = Template("""<li class="rs-device$current_class" data-session="$handle" data-this="$this">
 <span class="rs-kind" title="$kind">$icon</span>
 <div class="rs-main"><p class="rs-label">$label$badge</p>
-<p class="rs-meta"><span>$ip</span><span>$active</span>$signed_in</p></div>
+<p class="rs-meta"><span>$ip</span> <span>$active</span>$signed_in</p></div>
 $action</li>""")
 
 _END = Template("""<form method="post" action="/kill">$csrf
@@ -140,7 +143,7 @@ _CONFIRM = Template("""<h1>Log out everywhere?</h1>
 included. Each device will have to log in again.</p>
 <div class="rs-actions">
 <form method="post" action="/logout-all">$csrf<input type="hidden" name="confirm" value="yes">
-<button class="rs-button rs-danger rs-large" type="submit">Yes, log out everywhere</button></form>
+<button class="rs-button rs-danger rs-solid rs-large" type="submit">Yes, log out everywhere</button></form>
 <a class="rs-button rs-large" href="/">Cancel</a>
 </div></div>""")
 
@@ -185,7 +188,7 @@ def _plural(count: int) -> str:
 
 
 def _row(device: Device, csrf: str) -> str:
-    signed_in = (f"<span>Signed in {escape(pages.ago(device.signed_in))}</span>"
+    signed_in = (f" <span>Signed in {escape(pages.ago(device.signed_in))}</span>"
                  if device.signed_in else "")
     return _ROW.substitute(
         handle=escape(device.handle), this="1" if device.current else "0",
@@ -248,8 +251,10 @@ class DemoApp:
     # -- pages ---------------------------------------------------------------------------------
 
     def page(self, session: Any, content: str, message: str = "", error: bool = False,
-             title: str = "") -> bytes:
-        note = (f'<ul class="rs-notes"><li class="rs-note{" rs-error" if error else ""}" '
+             title: str = "", tone: str = "") -> bytes:
+        """The page; a note in ``message`` (``error``: red; ``tone`` "info": blue)."""
+        tone = "error" if error else tone
+        note = (f'<ul class="rs-notes"><li class="rs-note{" rs-" + tone if tone else ""}" '
                 f'role="status">{escape(message)}</li></ul>') if message else ""
         user = session.user_id if session is not None else None
         who = _WHO.substitute(user=escape(user), csrf=self.csrf_field(session)) if user else ""
@@ -303,10 +308,11 @@ class DemoApp:
         logged_in = session.user_id is not None
         message, headers = self.take_flash(environ, logged_in)
         if not logged_in:
+            tone = ""
             # the cookie named a session that is gone: ended from another device, or expired
             if not message and session.new and self.app_name in self._cookies(environ):
-                message = ENDED
-            body = self.page(session, _LOGIN.substitute(user=""), message)
+                message, tone = ENDED, "info"
+            body = self.page(session, _LOGIN.substitute(user=""), message, tone=tone)
         else:
             session["visits"] = int(session.get("visits", 0)) + 1  # one write per page view
             body = self.page(session, self.devices_page(session), message)
