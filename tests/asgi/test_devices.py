@@ -98,7 +98,8 @@ JSON = {"Content-Type": "application/json"}
 TOKEN = re.compile(r"[A-Za-z0-9]{55}Z[0-9a-z]{8}")
 
 
-def test_the_devices_endpoints(browsers, ars, rs) -> None:
+def test_the_devices_endpoints(browsers, ars, rs, caplog) -> None:
+    caplog.set_level("DEBUG")
     laptop, phone, tablet = (browsers(a) for a in (FIREFOX_LINUX, SAFARI_IPHONE, CHROME_ANDROID))
     stranger = browsers(FIREFOX_LINUX)
     for browser in (laptop, phone, tablet):
@@ -148,6 +149,9 @@ def test_the_devices_endpoints(browsers, ars, rs) -> None:
     assert reply.status_code == 200 and reply.json()["devices"] == []
     assert laptop.get("/whoami").text == "anonymous"
     assert rs.soid(APP, "alice") == []
+    # the server side's log lines (httpx/httpcore log the client's own headers at DEBUG)
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert not TOKEN.search("\n".join(r.getMessage() for r in server))
 
 
 def test_the_sign_in_callback_may_be_a_coroutine(ars) -> None:

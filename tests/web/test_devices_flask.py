@@ -321,3 +321,12 @@ def test_the_template_can_be_overridden_by_the_app(rs, tmp_path) -> None:
     log_in(browser, "erin")
     html = page(browser).text
     assert html.startswith("<main id=site>") and "Firefox 133 on Linux" in html
+
+
+def test_the_blueprint_says_when_the_app_has_no_redis_sessions() -> None:
+    app = flask.Flask("plain")
+    app.secret_key = "x"
+    app.register_blueprint(devices_blueprint, url_prefix="/account/devices")
+    app.testing = True
+    with pytest.raises(RuntimeError, match="RedisSessionInterface"):
+        app.test_client().get(LIST)

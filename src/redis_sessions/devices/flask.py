@@ -37,6 +37,7 @@ from flask import (
 )
 from markupsafe import Markup
 
+from ..flask import RedisSessionInterface
 from ..session import Session
 from . import pages
 
@@ -60,8 +61,15 @@ def _wants_json() -> bool:
 
 
 def _session() -> Session | None:
+    """The request's redis-sessions session; None when it has none (its app name or cookie path
+    leaves it out: Flask's null session)."""
     session = flask_session._get_current_object()  # type: ignore[attr-defined]
-    return session if isinstance(session, Session) else None
+    if isinstance(session, Session):
+        return session
+    if not isinstance(current_app.session_interface, RedisSessionInterface):
+        raise RuntimeError("the devices blueprint needs app.session_interface = "
+                           "redis_sessions.flask.RedisSessionInterface(...)")
+    return None
 
 
 def _flask_wtf_on() -> bool:
