@@ -24,9 +24,9 @@ from ..errors import BackendUnsupported
 Arg = bytes | str | int
 
 # functions that only read: Redis lets them run when it is out of memory
-_READ_ONLY = ("soid", "soapp", "activity")
+_READ_ONLY = ("soid", "soapp", "activity", "devices")
 _NAMES = ("create", "create_anonymous", "rotate", "get", "set", "kill", "killsoid", "killall",
-          "soid", "soapp", "activity", "wipe", "take")
+          "soid", "soapp", "activity", "wipe", "take", "devices", "killdevice")
 
 
 def _read(name: str) -> bytes:
@@ -154,3 +154,5 @@ SOAPP = Script("soapp")
 ACTIVITY = Script("activity")
 WIPE = Script("wipe", retry_safe=False)  # cluster layout: one bucket's expired sessions
 TAKE = Script("take", retry_safe=False)  # cluster layout: a log-in's first step
+DEVICES = Script("devices")
+KILLDEVICE = Script("killdevice", retry_safe=False)
