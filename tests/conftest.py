@@ -12,6 +12,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -19,6 +20,7 @@ import redis
 
 from redis_sessions import core
 
+from .redis_cluster import Cluster
 from .redis_server import RedisServer
 
 
@@ -26,6 +28,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     url = os.environ.get("REDIS_URL")
     server = f"REDIS_URL={url}" if url else "a private server started by the tests"
     return [f"redis-sessions core: {core.IMPLEMENTATION}; Redis: {server}"]
+
+
+# Suites about connections and servers, the same with either core: marked slow, so CI's pure-core
+# pass (-m "not slow") leaves them to the compiled pass.
+SLOW_SUITES = ("chaos", "servers")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if any(here / suite in item.path.parents for suite in SLOW_SUITES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(
@@ -174,3 +188,31 @@ def server_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The run's Redis Cluster (tests/redis_cluster.py), shared by tests/cluster and tests/chaos."""
+    group = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield group.start()
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def cluster_ns(cluster: Cluster) -> Iterator[str]:
+    """A namespace of one test; its keys are deleted afterwards on every master."""
+    ns = "rsc" + secrets.token_hex(4)
+    yield ns
+    for node in cluster.nodes:
+        if node.alive:
+            client = node.client()
+            try:
+                keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+                for key in keys:
+                    client.delete(key)
+            except redis.ResponseError:
+                pass  # a replica refuses writes (READONLY): its master deletes
+            finally:
+                client.close()

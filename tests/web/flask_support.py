@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from wtforms import BooleanField, StringField
 APP = "flasktest"  # our cookie's name (the app name)
 FLASK_SESSION_COOKIE = "session"
 USERS = {"alice", "bob"}
+MANY_USERS = "user-"  # any id with this prefix may log in too (tests/servers: many clients)
 BACKENDS = ["ours", "flask_session"]
 
 
@@ -51,7 +53,7 @@ class LoginForm(FlaskForm):
 def make_login_app(backend: str, redis_url: str, namespace: str,
                    base_url: str = "http://localhost", **config) -> flask.Flask:
     """The app: /login (a flask-wtf form), /logout, /private (@login_required), /fresh
-    (@fresh_login_required), /whoami, and an OAuth client (/oauth/start, /oauth/callback) of a
+    (@fresh_login_required), /whoami, /mine (a value of the user's own), and an OAuth client (/oauth/start, /oauth/callback) of a
     fake provider served by the same app (/provider/authorize, /provider/token)."""
     import redis
 
@@ -79,7 +81,7 @@ def make_login_app(backend: str, redis_url: str, namespace: str,
 
     @login.user_loader
     def load_user(user_id: str) -> User | None:
-        return User(user_id) if user_id in USERS else None
+        return User(user_id) if user_id in USERS or user_id.startswith(MANY_USERS) else None
 
     def flashes() -> str:
         return "|".join(flask.get_flashed_messages())
@@ -113,6 +115,13 @@ def make_login_app(backend: str, redis_url: str, namespace: str,
     @app.route("/whoami")
     def whoami():
         return current_user.id if current_user.is_authenticated else "anonymous"
+
+    @app.route("/mine")
+    @login_required
+    def mine():  # ?set=VALUE stores it in the session; the reply: the user id and the value
+        if "set" in flask.request.args:
+            flask.session["mine"] = {"owner": current_user.id, "value": flask.request.args["set"]}
+        return {"user": current_user.id, "mine": flask.session.get("mine")}
 
     _add_oauth(app, base_url)
     return app
@@ -210,45 +219,64 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """gunicorn serving ``create_app()`` on a free loopback port; ``url`` is its base URL."""
+    """gunicorn serving ``create_app()`` on a free loopback port; ``url`` is its base URL.
 
-    def __init__(self, backend: str, redis_url: str, namespace: str) -> None:
+    ``options`` are gunicorn's worker options (one worker of 4 threads unless given); what it
+    logs goes to a file (a pipe nobody reads could fill and stall it), returned by ``stop()``.
+    """
+
+    def __init__(self, backend: str, redis_url: str, namespace: str,
+                 options: tuple[str, ...] = ("--workers", "1", "--threads", "4")) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "FLASK_TEST_BACKEND": backend, "FLASK_TEST_REDIS_URL": redis_url,
                "FLASK_TEST_NAMESPACE": namespace, "FLASK_TEST_BASE_URL": self.url,
                "PYTHONPATH": str(root)}
+        self.log = tempfile.TemporaryFile("w+")
         # threads: the OAuth callback asks the same server for the token while it is served
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "1", "--threads", "4", "--log-level", "warning",
-             "tests.web.flask_support:create_app()"],
-            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", *options,
+             "--log-level", "warning", "tests.web.flask_support:create_app()"],
+            cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
         try:
-            self._wait()
+            wait_for_http(self.process, self.url + "/whoami", "gunicorn", self.logged)
         except BaseException:
             self.stop()  # never leave a server behind
             raise
 
-    def _wait(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.process.stdout.read()}")
-            try:
-                requests.get(self.url + "/whoami", timeout=5)
-                return
-            except requests.RequestException:  # not listening yet, or a worker still booting
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not answer within 30 s")
+    def logged(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
 
     def stop(self) -> str:
         """Stop it; returns what it logged."""
-        self.process.terminate()
-        try:
-            out, _ = self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
+        stop_process(self.process)
+        out = self.logged()
+        self.log.close()
         return out
+
+
+def wait_for_http(process: subprocess.Popen, url: str, name: str, logged, timeout: float = 30
+                  ) -> None:
+    """Until ``url`` answers (any status); fails when ``process`` exits or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {logged()}")
+        try:
+            requests.get(url, timeout=5)
+            return
+        except requests.RequestException:  # not listening yet, or a worker still booting
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer within {timeout} s: {logged()}")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
