@@ -205,6 +205,8 @@ class AsyncRedisSessions(Operations):
         wire = self._wire
         try:
             step = next(op)
+            if not self._server_checked:
+                await self._drive(self._check_server())
             while True:
                 try:
                     if isinstance(step, Call):

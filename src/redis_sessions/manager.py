@@ -129,6 +129,8 @@ class RedisSessions(Operations):
         wire = self._wire
         try:
             step = next(op)
+            if not self._server_checked:
+                self._drive(self._check_server())
             while True:
                 try:
                     if isinstance(step, Call):

@@ -15,6 +15,7 @@ bounded, pipelined steps. ``durability="replicated"`` marks the writing steps wi
 from __future__ import annotations
 
 import heapq
+import logging
 import secrets
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar, Union
@@ -28,13 +29,15 @@ from ._constants import (
     ROTATION_GRACE,
 )
 from .cache import LocalCache
-from .errors import BackendError, SessionError, ValidationError
+from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
+from .eviction import eviction_warnings
 from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
 from .keys import with_bucket
 
 Session = dict[str, Any]
 Arg = scripts.Arg
 T = TypeVar("T")
+log = logging.getLogger("redis_sessions")
 
 # Bounds on the work of one Redis call of the admin operations, so none blocks Redis for long
 # whatever the data size (bench/scale.py measures them; each stays well under 5 ms):
@@ -306,6 +309,7 @@ class Operations:
         self.wait = wait
         self._apps: dict[str, AppContext | ClusterApp] = {}
         self.cache = None
+        self._server_checked = False  # the eviction policy is checked at the first call
 
     def _refuse_cluster_node(self, cluster_enabled: bool) -> None:
         """ping()'s one check of the server: Node's layout spans many slots, so a cluster node
@@ -314,6 +318,22 @@ class Operations:
             raise ValidationError("invalidValue", "this Redis is a cluster node: use "
                                   "layout=\"cluster\" (Node's layout spans many slots)")
         self._checked_not_cluster = True
+
+    def _check_server(self) -> Op[None]:
+        """Once per manager, at its first call: log what the server's eviction policy may
+        remove (eviction.py). A server that refuses INFO (an ACL) is not asked again; one that
+        cannot be reached is, at the next call."""
+        self._server_checked = True
+        try:
+            info = yield Command((b"INFO", b"memory"))
+        except BackendUnavailable:
+            self._server_checked = False
+            raise
+        except SessionError as exc:
+            log.debug("redis-sessions: eviction policy not checked: %s", exc)
+            return
+        for warning in eviction_warnings(info, self.redis_ttl):
+            log.warning("redis-sessions: %s", warning)
 
     def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""

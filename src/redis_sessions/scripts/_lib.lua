@@ -99,22 +99,15 @@ local function checked_ttl(text)
   return ttl
 end
 
--- Give a user's token set (shared by that user's sessions) a Redis TTL of at least secs, never
--- shortening a longer one: EXPIRE GT extends an existing TTL in one command. A new session's
--- set may have none yet (SADD just made it): NX first, which then takes one command too.
-local function extend(key, secs, new)
-  if new and redis.call('EXPIRE', key, secs, 'NX') == 1 then return end
-  redis.call('EXPIRE', key, secs, 'GT')
-end
-
 local function publish(token)
   if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, APP .. ':' .. token) end
 end
 
 -- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
--- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs of
--- the session's hash and its user's token set (the app-wide indexes, as in Node, carry none:
--- the wiper keeps them tidy).
+-- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTL of
+-- the session's hash. No index carries a TTL (as in Node; the wiper keeps them tidy): under a
+-- volatile-* eviction policy Redis may then evict a session, never the user's token set that
+-- killsoid and soid find it by. A set left with a TTL by an earlier release loses it here.
 -- ``fields`` (a flat list of hash fields and values the caller changes, may be empty) is
 -- written in the same HSET. The scores and TTLs follow la, so they are written only when la
 -- moved (or the session is new): a session used again within a second costs no index update.
@@ -145,7 +138,7 @@ local function touch(s, token, now, fields)
     -- the session counts as expired once now > la + ttl
     local left = decimal(s.la + s.ttl + 1 - now)
     redis.call('EXPIRE', s.key, left)
-    extend(USER_PREFIX .. s.id, left, s.new)
+    redis.call('PERSIST', USER_PREFIX .. s.id)
   end
 end
 
@@ -163,11 +156,19 @@ local function kill(token, id)
   return n, indexed
 end
 
--- The session at key when it is live; an expired one is removed on the spot (with its index
--- entries) and, like a missing one, gives nil. Nothing is ever recreated.
+-- Whether the user's token set lists the session. A session it does not list has ended: an
+-- allkeys-* eviction policy may drop the set while the hashes stay, and killsoid and soid find
+-- sessions by that set only, so what it lost must never be served again.
+local function listed(s, token)
+  return redis.call('SISMEMBER', USER_PREFIX .. s.id, token) == 1
+end
+
+-- The session at key when it is live; an expired one (or one its user's set lost) is removed
+-- on the spot (with its index entries) and, like a missing one, gives nil. Nothing is ever
+-- recreated.
 local function live(key, token, now)
   local s = load(key, now)
-  if s and s.expired then
+  if s and (s.expired or not listed(s, token)) then
     kill(token, s.id)
     return nil
   end
@@ -175,10 +176,10 @@ local function live(key, token, now)
 end
 
 -- Append token and its session reply (and score, when given) to out when the session is live
--- (read, not recorded).
-local function collect(out, token, now, score)
+-- (read, not recorded). ``in_set``: the token came from its user's set (no need to ask it).
+local function collect(out, token, now, score, in_set)
   local s = load(SESSION_PREFIX .. token, now)
-  if s and not s.expired then
+  if s and not s.expired and (in_set or listed(s, token)) then
     out[#out + 1] = token
     out[#out + 1] = reply(s)
     if score then out[#out + 1] = score end
@@ -190,7 +191,7 @@ end
 -- session removed. Returns 1 when an expired session went, else 0.
 local function wipe_one(key, token, known_id, now)
   local s = load(key, now)
-  if s and not s.expired then
+  if s and not s.expired and listed(s, token) then
     redis.call('ZADD', EXPIRY_KEY, s.expires, APP .. ':' .. token .. ':' .. s.id)
     return 0
   end
