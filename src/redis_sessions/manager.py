@@ -80,9 +80,11 @@ class RedisSessions(Operations):
 
     ``layout="cluster"`` (ours, Node cannot read it; keys.py) keeps every key of a user in one
     Redis Cluster slot; ``redis`` may then be a ``RedisCluster`` (or a URL of one node). The
-    default, Node's layout, refuses a cluster client. ``durability="replicated"`` makes create,
-    upgrade, regenerate, kill/destroy, killsoid and killall wait until ``replicas`` replicas
-    acknowledged the write (WAIT, at most ``timeout_ms``), else raise ``ReplicationTimeout``.
+    default, Node's layout, refuses a cluster client. ``durability="replicated"`` makes every
+    write of session data or logout (create, create_anonymous, set/apply_changes, upgrade,
+    regenerate, kill/destroy, killsoid, killall; not get/load nor the wipe) wait until
+    ``replicas`` replicas acknowledged it (WAIT, at most ``timeout_ms``), else raise
+    ``ReplicationTimeout``.
     """
 
     def __init__(

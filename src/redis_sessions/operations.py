@@ -9,7 +9,9 @@ validation, key naming, scripts and reply parsing exist once.
 Both layouts (keys.py) run the same scripts: an ``AppContext`` holds the keys and prefixes of
 one slot's worth of data (Node's layout: the whole app; the cluster layout: one bucket, found
 from a user id or a token), and the admin operations fan out over every context of an app in
-bounded, pipelined steps. ``durability="replicated"`` marks the writing steps with ``wait``.
+bounded, pipelined steps. ``durability="replicated"`` marks with ``wait`` every step that writes
+session data or ends sessions (create, create_anonymous, set/apply_changes, upgrade, regenerate,
+take, kill, killsoid, killall); get/load (activity only) and the wipe do not wait.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import heapq
 import logging
 import secrets
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, Union
 
 from . import core, scripts, validate
@@ -281,10 +284,21 @@ def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
 
+def _refusal(error: SessionError) -> SessionError:
+    """A script's refusal of its arguments (RSINVALID) as the ValidationError it is; any other
+    error as it came."""
+    message = str(error)
+    if isinstance(error, BackendError) and "RSINVALID " in message:
+        refused = ValidationError("invalidValue", message.split("RSINVALID ", 1)[1])
+        refused.__cause__ = error
+        return refused
+    return error
+
+
 def _retry_on_collision(error: SessionError) -> None:
     """A token collision (RSEXISTS) is astronomically unlikely; anything else is raised."""
     if not isinstance(error, BackendError) or "RSEXISTS" not in str(error):
-        raise error
+        raise _refusal(error)
 
 
 class Operations:
@@ -410,16 +424,25 @@ class Operations:
         ctx = self._app(app)
         token = _check_token(token)
         new_ttl = "" if ttl is None else validate.ttl(ttl)
-        if self.cache is not None:
-            self.cache.drop(app, token)
+        changes = validate.changes(changes)
         slot = ctx.of_token(token)
         if slot is None:
             return None
-        reply = yield slot.call(
-            scripts.SET, slot.token_keys(token),
-            (token, *self.limits, new_ttl, ("2" if keep_empty else "1") if anonymous else "0",
-             "1" if follow else "0", *changes),
-        )
+        cache = self.cache
+        if cache is not None:
+            cache.drop(app, token)
+        try:
+            reply = yield slot.call(
+                scripts.SET, slot.token_keys(token),
+                (token, *self.limits, new_ttl,
+                 ("2" if keep_empty else "1") if anonymous else "0", "1" if follow else "0",
+                 *changes), self.wait,
+            )
+        except SessionError as exc:
+            raise _refusal(exc)
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache the old
+                cache.drop(app, token)
         if reply == _ROTATED or reply == _FORWARDED:
             return {"id": None, "rotated": True, "saved": reply == _FORWARDED}
         return parse(reply)
@@ -435,7 +458,7 @@ class Operations:
             token = slot.new_token()
             try:
                 yield slot.call(scripts.CREATE_ANONYMOUS, (slot.anonymous_prefix + token,),
-                                (ttl, *self.limits, *changes))
+                                (ttl, *self.limits, *changes), self.wait)
                 return token
             except SessionError as exc:
                 _retry_on_collision(exc)
@@ -451,8 +474,19 @@ class Operations:
             user = validate.user_id(user)
         if ttl is not None:
             ttl = validate.ttl(ttl)
-        if old and self.cache is not None:
-            self.cache.drop(app, old)
+        changes = validate.changes(changes)
+        cache = self.cache if old else None
+        if cache is not None:
+            cache.drop(app, old)
+        try:
+            return (yield from self._rotate_steps(app, ctx, old, user, address, ttl, changes))
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache the old
+                cache.drop(app, old)
+
+    def _rotate_steps(self, app: str, ctx: AppContext | ClusterApp, old: str, user: str,
+                      address: str, ttl: int | None, changes: Sequence[bytes]
+                      ) -> Op[Session | None]:
         source = ctx.of_token(old) if old else None
         if user:
             target = ctx.of_user(user)
@@ -493,35 +527,52 @@ class Operations:
     def _kill(self, app: str, token: str) -> Op[int]:
         ctx = self._app(app)
         token = _check_token(token)
-        if self.cache is not None:
-            self.cache.drop(app, token)
         slot = ctx.of_token(token)
         if slot is None:
             return 0
         keys = (slot.session_prefix + token, slot.anonymous_prefix + token)
-        return int((yield slot.call(scripts.KILL, keys, (token, "", "0"), self.wait)))
+        cache = self.cache
+        if cache is not None:
+            cache.drop(app, token)
+        try:
+            return int((yield slot.call(scripts.KILL, keys, (token, "", "0"), self.wait)))
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache it back
+                cache.drop(app, token)
 
     def _killsoid(self, app: str, id: str | int) -> Op[int]:
         """Every session of the id, KILL_CHUNK per script (one script for most users)."""
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
-        if self.cache is not None:
-            self.cache.flush()
         slot = ctx.of_user(user)
         total = 0
-        for _ in range(1_000_000):  # bounded: each call removes what it picked
-            killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
-                                           (user, KILL_CHUNK), self.wait)
-            total += int(killed)
-            if not int(left):
-                break
+        with self._flushing():
+            for _ in range(1_000_000):  # bounded: each call removes what it picked
+                killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
+                                               (user, KILL_CHUNK), self.wait)
+                total += int(killed)
+                if not int(left):
+                    break
         return total
 
     def _killall(self, app: str) -> Op[int]:
         ctx = self._app(app)
-        if self.cache is not None:
-            self.cache.flush()
-        return (yield from self._fan_out(ctx.every(), scripts.KILLALL, self.wait))
+        with self._flushing():
+            return (yield from self._fan_out(ctx.every(), scripts.KILLALL, self.wait))
+
+    @contextmanager
+    def _flushing(self) -> Iterator[None]:
+        """Around the kills of many sessions: the local cache is flushed before, and again when
+        they returned (or failed), so a get() that read Redis meanwhile cannot cache a session
+        after its kill returned. (One session's writes drop its entry the same way.)"""
+        cache = self.cache
+        if cache is not None:
+            cache.flush()
+        try:
+            yield
+        finally:
+            if cache is not None:
+                cache.flush()
 
     def _fan_out(self, contexts: Sequence[AppContext], script: scripts.Script,
                  wait: Wait | None = None) -> Op[int]:
