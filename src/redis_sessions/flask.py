@@ -25,7 +25,9 @@ from flask.sessions import SessionInterface, SessionMixin, session_json_serializ
 
 from .cookies import CookieOptions
 from .errors import BackendError
+from .manager import RedisSessions
 from .session import COOKIE_EXPIRE, COOKIE_SET, ENVIRON_KEY, Session, SessionHandler, logger
+from .testing import isolated, worker_suffix
 
 try:  # the flask-login bridge, when flask-login is installed
     from flask_login.signals import user_logged_out
@@ -110,13 +112,19 @@ class RedisSessionInterface(SessionInterface):
     Flask's SESSION_COOKIE_DOMAIN/PATH/HTTPONLY/SECURE/SAMESITE/PARTITIONED are the defaults of
     the cookie options, ``cookie={...}`` wins. ``user_id_key`` is flask-login's key of the user id
     (None: no flask-login bridge). One interface serves one app.
+
+    In testing mode (``app.testing``, set before the first request) the sessions live apart from
+    the developer's, in ``test_namespace`` (default ``test_`` + the manager's namespace, plus
+    pytest-xdist's worker name; None: the same namespace), emptied when first used and at exit.
     """
 
     #: Flask's tagged JSON serializer (the one SecureCookieSessionInterface uses)
     serializer = session_json_serializer
 
-    def __init__(self, *, user_id_key: str | None = "_user_id", **options: Any) -> None:
+    def __init__(self, *, user_id_key: str | None = "_user_id",
+                 test_namespace: str | None = "", **options: Any) -> None:
         self._cookie: Mapping[str, object] = dict(options.get("cookie") or {})
+        self._test_namespace = test_namespace
         options.setdefault("codec", TaggedJSONCodec(self.serializer))
         self.handler = _FlaskHandler(**options)
         self.user_id_key = user_id_key
@@ -135,6 +143,12 @@ class RedisSessionInterface(SessionInterface):
         }
         self.handler.cookie = CookieOptions({**defaults, **self._cookie})
         self._app = app
+        manager = self.handler.manager
+        if app.testing and self._test_namespace is not None \
+                and isinstance(manager, RedisSessions):
+            name = self._test_namespace or f"test_{manager.namespace}"
+            suffix = worker_suffix()
+            self.handler.manager = isolated(manager, f"{name}_{suffix}" if suffix else name)
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:  # type: ignore[override]
         if self._app is not app:

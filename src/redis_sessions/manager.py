@@ -110,6 +110,12 @@ class RedisSessions(Operations):
         if isinstance(redis, RedisCluster) and layout != "cluster":
             raise ValidationError("invalidValue", "a RedisCluster client needs layout=\"cluster\" "
                                   "(Node's layout puts an app's keys in many slots)")
+        # what in_namespace() builds another manager with
+        self.options: dict[str, Any] = {
+            "wipe": wipe, "cache_time": cache_time, "cache_max": cache_max,
+            "redis_ttl": redis_ttl, "max_data_keys": max_data_keys,
+            "max_data_bytes": max_data_bytes, "layout": layout, "durability": durability,
+            "replicas": replicas, "timeout_ms": timeout_ms}
         self.client, self._owns_client = make_client(redis, layout)
         self._wire: Any
         if isinstance(self.client, RedisCluster):
@@ -295,6 +301,11 @@ class RedisSessions(Operations):
             return alive
         except redis.RedisError as exc:
             raise backend_error(exc) from exc
+
+    def in_namespace(self, namespace: str) -> RedisSessions:
+        """A manager over the same client, with the same options, in another namespace (the
+        sessions of a test run, apart from the developer's; see django.py and flask.py)."""
+        return RedisSessions(self.client, namespace=namespace, **self.options)
 
     def close(self) -> None:
         """Stop the wiper and the cache listener and give connections back."""

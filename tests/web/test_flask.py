@@ -120,3 +120,30 @@ def test_flask_outside_cookie_path_gets_the_null_session(rs):
     client = app.test_client()
     assert client.get("/elsewhere").text == "UNKOWN"
     assert client.get("/app/?upgrade=alice").text == "LOGGED IN - USER: alice"
+
+
+def test_flask_testing_mode_keeps_sessions_apart(rs, namespace):
+    """app.testing (issue 18, item 7): the sessions of the app's tests live in test_<namespace>,
+    emptied first (what a crashed run left) and at exit; the developer's are untouched."""
+    from redis_sessions.testing import purge
+
+    developer = rs.create(APP, "alice", "10.0.0.1")
+    stale = rs.in_namespace(f"test_{namespace}")
+    stale.create(APP, "alice", "10.0.0.9")
+    app = flask_app(app_name=APP, sessions=rs)
+    app.testing = True
+    client = app.test_client()
+    token = cookie_of(client.get("/?upgrade=alice"))
+    twin = app.session_interface.handler.manager
+    try:
+        assert twin.namespace == f"test_{namespace}"
+        assert [s["token"] for s in twin.soid(APP, "alice")] == [token]
+        assert client.get("/?destroyall=1").text == "USER: alice\n1"
+        assert [s["token"] for s in rs.soid(APP, "alice")] == [developer]
+    finally:
+        purge(twin)
+        stale.close()
+    shared = flask_app(app_name=APP, sessions=rs, test_namespace=None)
+    shared.testing = True
+    assert shared.test_client().get("/?upgrade=bob").status_code == 200
+    assert len(rs.soid(APP, "bob")) == 1
