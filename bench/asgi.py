@@ -60,7 +60,7 @@ def _raw_roundtrip(redis_url: str) -> Any:
     wire's pipe, none of the manager): the ceiling of any session kept in Redis."""
     import redis.asyncio
 
-    from redis_sessions.async_wire import _Pipe, exchange
+    from redis_sessions.connection import Pipe, exchange
 
     pool = redis.asyncio.ConnectionPool.from_url(redis_url)
     packed = core.pack_command([b"GET", f"{APP}:floor"])
@@ -68,7 +68,7 @@ def _raw_roundtrip(redis_url: str) -> Any:
 
     async def call() -> object:
         if not pipes:
-            pipes.append(await _Pipe.open(pool.make_connection()))
+            pipes.append(await Pipe.open(pool.make_connection()))
         return (await exchange(pipes[0], packed, 1))[0]
 
     return call

@@ -11,7 +11,7 @@ import importlib
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
@@ -154,3 +154,23 @@ def command_counter(redis_server: RedisServer | None, redis_url: str):
         return CommandCounter(redis_url)
 
     yield make
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., RedisServer]]:
+    """``server_factory("--maxmemory", "1mb", ...)``: a private server of its own with these
+    configuration directives (a Redis without Functions, with an eviction policy, a cluster
+    node...), stopped at the end of the test."""
+    started: list[RedisServer] = []
+
+    def start(*config: str) -> RedisServer:
+        try:
+            server = RedisServer(config=config)
+        except RuntimeError as exc:  # no server binary here (REDIS_URL runs may lack one)
+            pytest.skip(f"a configured server is needed: {exc}")
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

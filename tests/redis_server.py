@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Sequence
 
 from redis_sessions.embedded import EmbeddedServer, EmbeddedUnavailable, find_binary
 
@@ -33,9 +34,9 @@ def find_server_binary() -> tuple[str, str | None]:
 class RedisServer(EmbeddedServer):
     """A server the tests own: start/stop/restart on the same port, pause/resume (SIGSTOP/CONT)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, config: Sequence[str] = ()) -> None:
         self.kind, binary = find_server_binary()
-        super().__init__(port, binary=binary)
+        super().__init__(port, binary=binary, config=config)
 
     def restart(self) -> None:
         self.stop()

@@ -246,13 +246,13 @@ sys.exit(not (core.IMPLEMENTATION == "pure" and not shipped
 '
 check "pure install: IMPLEMENTATION == pure, no _core module shipped" \
     in_cwd "${NOCC[@]}" REDIS_SESSIONS_NO_EXTENSIONS=1 python -c "$PROBE_PURE"
-warns_pure() {
+quiet_pure() {  # the switch was set at install time: a pure wheel is no fault to warn of
     local out
-    out=$(in_cwd "${NOCC[@]}" python -c \
+    out=$(in_cwd "${NOCC[@]}" python -W always -c \
         'import redis_sessions.core as c, sys; sys.exit(c.IMPLEMENTATION != "pure")' 2>&1) || return 1
-    grep -q "RuntimeWarning: redis_sessions: compiled core not available" <<<"$out"
+    ! grep -q "compiled core not available" <<<"$out"
 }
-check "pure install without the switch: pure, with a visible RuntimeWarning" warns_pure
+check "pure install imported without the switch: pure, and no warning" quiet_pure
 LAP=$SECONDS
 if (cd "$TESTS_W" && run "$WORK/pytest-pure.log" "${NOCC[@]}" REDIS_SESSIONS_NO_EXTENSIONS=1 REDIS_SESSIONS_EXPECT_IMPLEMENTATION=pure \
         python -m pytest tests/core/test_import.py tests/core/test_vectors.py \

@@ -10,6 +10,7 @@ from .core import IMPLEMENTATION
 from .errors import (
     BackendError,
     BackendUnavailable,
+    BackendUnsupported,
     ReplicationTimeout,
     SessionError,
     SessionRotated,
@@ -36,6 +37,7 @@ __all__ = [
     "SessionTooLarge",
     "BackendError",
     "BackendUnavailable",
+    "BackendUnsupported",
     "ReplicationTimeout",
     "SessionRotated",
     "__version__",

@@ -1,8 +1,9 @@
 """The asyncio wire for a Redis Cluster: each call goes to the master of its keys' slot, over ONE
-pipelined connection per (event loop, node), as ``AsyncWire`` does on one Redis.
+pipelined connection per (event loop, node), as ``AsyncWire`` does on one Redis (a durable
+write's WAIT on an exclusive one).
 
 The slot map and the nodes' connection settings are redis-py's (``redis.asyncio.RedisCluster``'s
-``nodes_manager``); the connections are async_wire's pipes. Routing, MOVED/ASK and the wait
+``nodes_manager``); the connections are connection.py's pipes. Routing, MOVED/ASK and the wait
 through a failover follow the blocking cluster wire (cluster_wire.py): a call that never reached
 a master is sent again once the slot map is refreshed, for up to ``FAILOVER_WAIT`` seconds; one
 that may have run when its connection broke only when its script is ``retry_safe``.
@@ -18,13 +19,13 @@ import hiredis
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import MovedError, RedisClusterException
-from redis.retry import Retry
 
 from . import core, scripts
-from .async_wire import _CONNECTION_ERRORS, _Pipe, exchange
+from .connection import CONNECTION_ERRORS, Pipe, Pipes, exchange, forget_in_child
 from .cluster_wire import (
     _MAX_PAUSE,
     _PAUSE,
@@ -59,11 +60,16 @@ class AsyncClusterWire:
         self._owns_client = owns_client
         self.nodes = client.nodes_manager
         # per event loop (a pipe's transport belongs to one loop), then per node name
-        self._pipes: dict[asyncio.AbstractEventLoop, dict[str, _Pipe]] = {}
-        self._locks: dict[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = {}
+        self._pipes: dict[asyncio.AbstractEventLoop, dict[str, Pipes]] = {}
         self._refresh_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         self._map_version = 0
         self._ready = False  # the slot map was loaded (the client's initialize())
+        forget_in_child(self)
+
+    def _after_fork(self) -> None:
+        # the parent's connections are not this process's: forgotten, not closed
+        self._pipes = {}
+        self._refresh_locks = {}
 
     # -- the slot map ---------------------------------------------------------------------------
 
@@ -75,7 +81,7 @@ class AsyncClusterWire:
             if self._owns_client:  # built from a URL, which means a cluster (make_client's rule)
                 raise not_a_cluster(exc) from exc
             raise BackendUnavailable(f"Redis Cluster: {exc}") from exc
-        except _CONNECTION_ERRORS as exc:
+        except CONNECTION_ERRORS as exc:
             raise backend_error(exc) from exc
         finally:
             await self._drop_client_connections()
@@ -123,47 +129,42 @@ class AsyncClusterWire:
 
     # -- connections ------------------------------------------------------------------------------
 
-    def _open_pipe(self, node: Any) -> _Pipe | None:
-        """This loop's open pipe to ``node``, if any (no await: the hot path)."""
-        pipes = self._pipes.get(asyncio.get_running_loop())
-        pipe = pipes.get(node.name) if pipes is not None else None
+    def _pipes_of(self, node: Any) -> Pipes:
+        """This loop's connections to ``node``."""
+        loop = asyncio.get_running_loop()
+        nodes = self._pipes.get(loop)
+        if nodes is None:
+            self._prune()
+            nodes = self._pipes[loop] = {}
+        pipes = nodes.get(node.name)
+        if pipes is None:
+            pipes = nodes[node.name] = Pipes(lambda: self._open(node))
+        return pipes
+
+    def _open_pipe(self, node: Any) -> Pipe | None:
+        """This loop's open shared pipe to ``node``, if any (no await: the hot path)."""
+        nodes = self._pipes.get(asyncio.get_running_loop())
+        pipes = nodes.get(node.name) if nodes is not None else None
+        pipe = pipes.shared if pipes is not None else None
         return pipe if pipe is not None and pipe.error is None else None
 
-    async def _pipe(self, node: Any) -> _Pipe:
-        """This loop's pipe to ``node``, connected once however many callers wait for it;
-        ``_Unsent`` when the node cannot be reached (nothing was sent)."""
-        pipe = self._open_pipe(node)
-        if pipe is not None:
-            return pipe
-        loop = asyncio.get_running_loop()
-        locks = self._locks.get(loop)
-        if locks is None:
-            self._prune()
-            locks = self._locks[loop] = {}
-            self._pipes[loop] = {}
-        lock = locks.get(node.name)
-        if lock is None:
-            lock = locks[node.name] = asyncio.Lock()
-        async with lock:
-            pipe = self._open_pipe(node)
-            if pipe is None:
-                kwargs = dict(node.connection_kwargs)
-                # one attempt: a node that refuses is the failover loop's to wait for
-                kwargs["retry"] = Retry(NoBackoff(), 0)
-                try:
-                    pipe = await _Pipe.open(node.connection_class(**kwargs))
-                except BackendUnavailable as exc:
-                    raise _Unsent(str(exc)) from exc
-                self._pipes[loop][node.name] = pipe
-        return pipe
+    @staticmethod
+    async def _open(node: Any) -> Pipe:
+        """A new pipe to ``node``; ``_Unsent`` when it cannot be reached (nothing was sent)."""
+        kwargs = dict(node.connection_kwargs)
+        # one attempt: a node that refuses is the failover loop's to wait for
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        try:
+            return await Pipe.open(node.connection_class(**kwargs))
+        except BackendUnavailable as exc:
+            raise _Unsent(str(exc)) from exc
 
     def _prune(self) -> None:
         """Forget the pipes of closed event loops."""
-        for loop in [loop for loop in self._locks if loop.is_closed()]:
-            del self._locks[loop]
+        for loop in [loop for loop in self._pipes if loop.is_closed()]:
             self._refresh_locks.pop(loop, None)
-            for pipe in self._pipes.pop(loop, {}).values():
-                pipe.close(redis.ConnectionError("its event loop was closed"))
+            for pipes in self._pipes.pop(loop).values():
+                pipes.close(redis.ConnectionError("its event loop was closed"))
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -235,11 +236,13 @@ class AsyncClusterWire:
             pending = again
 
     async def _send_group(self, node: Any, requests: list[_Request], tail: bytes) -> list[Any]:
-        """One node's requests (``batch_data``) and ``tail``, in one write on its pipe; every
-        reply, ASKING's and LOAD's included."""
-        pipe = await self._pipe(node)
+        """One node's requests (``batch_data``) and ``tail``, in one write on its pipe (an
+        exclusive one behind a WAIT); every reply, ASKING's and LOAD's included."""
+        pipes = self._pipes_of(node)
         data, count = batch_data(requests)
-        return await exchange(pipe, data + tail, count + (1 if tail else 0))
+        if tail:
+            return await pipes.exclusive(data + tail, count + 1)
+        return await exchange(await pipes.pipe(), data, count)
 
     def _redirected(self, request: _Request, reply: object) -> bool:
         """Whether ``reply`` sends ``request`` elsewhere (then prepared to go again): the
@@ -300,9 +303,8 @@ class AsyncClusterWire:
 
     def close(self) -> None:
         """Close every pipe (those of event loops already closed are just dropped)."""
-        for pipes in self._pipes.values():
-            for pipe in pipes.values():
-                pipe.close(redis.ConnectionError("the session manager was closed"))
+        for nodes in self._pipes.values():
+            for pipes in nodes.values():
+                pipes.close(redis.ConnectionError("the session manager was closed"))
         self._pipes.clear()
-        self._locks.clear()
         self._refresh_locks.clear()

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from redis.client import PubSub
 
 from . import core
+from .connection import forget_in_child
 from .keys import cache_message, parse_cache_message
 
 log = logging.getLogger("redis_sessions")
@@ -64,6 +65,16 @@ class LocalCache:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._reset_versions()
+        forget_in_child(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: nothing of the parent's cache is trusted, and its lock may have
+        been held by the parent's listener thread; the listener starts again on first use."""
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._listening = False
+        self._entries = OrderedDict()
+        self._reset_versions()
 
     def _reset_versions(self) -> None:
         # every drop and flush bumps _version; _dropped holds each dropped key's last version
@@ -74,13 +85,15 @@ class LocalCache:
         self._dropped: dict[str, int] = {}
 
     def _ensure_listener(self) -> None:
-        if self._pid != os.getpid():  # first use in this process (also after a fork)
+        if self._pid == os.getpid():
+            return
+        with self._lock:  # first use in this process (also after a fork): one listener
+            if self._pid == os.getpid():
+                return
             self._pid = os.getpid()
-            self._listening = False
-            self._entries = OrderedDict()
-            self._lock = threading.Lock()
+            # made at first use, not at construction: under gevent that is after the
+            # monkeypatching, so waiting on it yields to other greenlets
             self._stop = threading.Event()
-            self._reset_versions()
             self._thread = threading.Thread(
                 target=self._listen, name="redis-sessions-cache", daemon=True
             )

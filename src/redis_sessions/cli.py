@@ -1,15 +1,18 @@
 """``redis-sessions``: the demo, and admin commands over the sessions in a Redis.
 
     redis-sessions demo [--host H] [--port P] [--app demo] [--check]
-    redis-sessions ls APP [--user ID] [--since S]
+    redis-sessions check [--replicas N]
+    redis-sessions ls APP [--user ID] [--since S] [--show-tokens]
     redis-sessions activity APP [--since S]
     redis-sessions kill APP TOKEN | kill-user APP ID | kill-app APP | wipe
 
-Every command takes ``--redis-url`` (default: REDIS_URL, else redis://127.0.0.1:6379/0) and
-``--namespace`` (default rs); the admin commands take ``--json``. Exit status: 0 done, 1 other
-failure, 2 bad input, 3 Redis unreachable. Errors are one line on stderr, never a traceback, in
-the command line's terms (``--since``, not the manager's ``deltaTime``); with ``--json`` that
-line is a JSON object ``{"error": message, "code": ERROR_CODES[status]}``.
+Every command takes ``--redis-url`` (default: REDIS_URL, else redis://127.0.0.1:6379/0),
+``--namespace`` (default rs) and ``--layout``; the admin commands and check take ``--json``.
+Exit status: 0 done, 1 other failure (check: a problem found), 2 bad input, 3 Redis unreachable
+(or not a Redis server). Errors are one line on stderr, never a traceback, in the command line's
+terms (``--since``, not the manager's ``deltaTime``); with ``--json`` that line is a JSON object
+``{"error": message, "code": ERROR_CODES[status]}``, without the usage hint. A Redis that accepts
+but does not answer fails after SOCKET_TIMEOUT (5 s), the manager's own.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import sys
-import time
 import itertools
+import re
+import shutil
+import sys
+import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._constants import DEFAULT_NAMESPACE, MAX_TTL, MIN_TTL
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
+from .manager import CONNECT_TIMEOUT, SOCKET_TIMEOUT
 
 __all__ = ["main"]
 
@@ -34,20 +40,34 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_REDIS = 0, 1, 2, 3
 # the "code" of a --json error, per exit status
 ERROR_CODES = {EXIT_FAILED: "failed", EXIT_USAGE: "badInput", EXIT_NO_REDIS: "redisUnreachable"}
 DEFAULT_SINCE = 600
-# an admin command gives up on an unreachable Redis after this many seconds
-CONNECT_TIMEOUT = 2.0
-SOCKET_TIMEOUT = 10.0
+# ls shows this many characters of each token (a token is a live credential) unless asked
+TOKEN_PREFIX = 8
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class _Usage(Exception):
-    """Bad command-line input found after parsing."""
+    """Bad command-line input; ``hint`` (where to read more) is shown in text mode only."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class _NotRedis(Exception):
+    """The URL's server answered, but not in the Redis protocol (an HTTP port, say)."""
+
+
+def _negative(text: str) -> str:
+    return (f"durations count back from now and take no sign: {text[1:]}, not {text} "
+            "(use e.g. 600, 10m, 2h, 1d)")
 
 
 def duration(text: str) -> int:
     """Seconds from "600", "90s", "10m", "2h" or "1d"."""
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(_negative(text.strip()))
     match = _DURATION.fullmatch(text.strip().lower())
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 600, 10m, 2h, 1d)")
@@ -58,7 +78,15 @@ class _Parser(argparse.ArgumentParser):
     """Raises instead of exiting, so ``main`` returns the status (argparse's 2 on bad input)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _Usage(f"{message}\n(see: {self.prog} --help)")
+        raise _Usage(message, f"see: {self.prog} --help")
+
+
+def _signed_durations(argv: Sequence[str]) -> None:
+    """``--since -10m``: argparse would take ``-10m`` for an option and say "expected one
+    argument"; say what is wrong instead."""
+    for option, value in zip(argv, argv[1:]):
+        if option == "--since" and re.fullmatch(r"-\d+[smhdSMHD]?", value):
+            raise _Usage(f"argument --since: {_negative(value)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "(--redis-url then names one node of a Redis Cluster)")
     output = _Parser(add_help=False)
     output.add_argument("--json", action="store_true", help="machine-readable output")
+    timeout = int(SOCKET_TIMEOUT)
 
     parser = _Parser(prog=PROG, parents=[common], description=(
-        "Many sessions per user id in Redis: a demo app and admin commands. Exit status: "
-        "0 done, 1 failed, 2 bad input, 3 Redis unreachable."))
+        "Many sessions per user id in Redis: a demo app, a check of the server, and admin "
+        "commands. Exit status: 0 done, 1 failed (check: a problem found), 2 bad input, 3 Redis "
+        f"unreachable or not a Redis server (a server that does not answer: after {timeout} s)."))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -89,13 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--check", "--self-test", dest="check", action="store_true",
                       help="log in, list and log out through real HTTP once, then exit")
 
+    check = commands.add_parser(
+        "check", parents=[common, output], help="check a Redis for what redis-sessions needs",
+        description="Check the server (each master of a cluster) for what redis-sessions needs "
+        "and what can hurt it: version, Redis Functions, the function library (loaded now if "
+        "missing), the ACL (one probe session is created, read and killed in the namespace), "
+        "maxmemory-policy, persistence, cluster mode against --layout, replicas, the clock. "
+        "Exit status 0 when nothing is a problem (warnings allowed), 1 with a line per problem.")
+    check.add_argument("--replicas", type=int, metavar="N", default=None,
+                       help='the replicas durability="replicated" waits for: fewer connected '
+                       "is a problem")
+
     ls = commands.add_parser("ls", parents=[common, output], help="list sessions",
                              description="List the sessions of APP active within --since, or "
-                             "every live session of --user (then --since filters if given).")
+                             "every live session of --user (then --since filters if given). "
+                             f"Tokens are shown by their first {TOKEN_PREFIX} characters: a "
+                             "token is a live credential.")
     ls.add_argument("app", metavar="APP")
     ls.add_argument("--user", metavar="ID")
     ls.add_argument("--since", type=duration, metavar="S",
                     help=f"seconds (or 10m, 2h, 1d); default {DEFAULT_SINCE}")
+    ls.add_argument("--show-tokens", action="store_true",
+                    help="show whole tokens (what `kill APP TOKEN` takes)")
 
     activity = commands.add_parser("activity", parents=[common, output],
                                    help="count distinct users active recently")
@@ -139,8 +184,13 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _session_json(s: dict[str, Any]) -> dict[str, Any]:
-    out = {"token": s["token"], "id": s["id"], "ip": s["ip"], "idle": s["idle"], "ttl": s["ttl"],
+def _token(s: dict[str, Any], whole: bool) -> str:
+    return s["token"] if whole else s["token"][:TOKEN_PREFIX] + "..."
+
+
+def _session_json(s: dict[str, Any], whole: bool) -> dict[str, Any]:
+    out = {"token" if whole else "token_prefix": s["token"] if whole else s["token"][:TOKEN_PREFIX],
+           "id": s["id"], "ip": s["ip"], "idle": s["idle"], "ttl": s["ttl"],
            "r": s["r"], "w": s["w"], "d": s.get("d", {})}
     if s.get("no_resave"):
         out["no_resave"] = True
@@ -150,10 +200,13 @@ def _session_json(s: dict[str, Any]) -> dict[str, Any]:
 # ls prints as it reads: the first rows fix the table's column widths
 _FIRST_ROWS = 100
 _HEADER = ["TOKEN", "USER", "IP", "IDLE", "TTL", "READS", "WRITES", "DATA KEYS"]
+# ls --json is spooled (in memory up to this size, then in a temporary file) and written out
+# only once complete: a listing that fails part-way leaves nothing on stdout, never half a JSON
+_SPOOL_MEMORY = 8 << 20
 
 
-def _row(s: dict[str, Any]) -> list[str]:
-    return [s["token"], s["id"], s["ip"], _ago(s["idle"]), str(s["ttl"]), str(s["r"]),
+def _row(s: dict[str, Any], whole: bool) -> list[str]:
+    return [_token(s, whole), s["id"], s["ip"], _ago(s["idle"]), str(s["ttl"]), str(s["r"]),
             str(s["w"]), ",".join(sorted(s.get("d", {})))]
 
 
@@ -162,14 +215,18 @@ def _print_sessions(sessions: Iterable[dict[str, Any]], args: argparse.Namespace
     """Print the sessions as they come (the manager reads them page by page), so listing a
     million sessions holds one page in memory, not a million."""
     count = 0
+    whole = args.show_tokens
     if args.json:
-        sys.stdout.write(json.dumps({"app": args.app})[:-1] + ', "sessions": [')
-        for count, s in enumerate(sessions, 1):
-            sys.stdout.write((", " if count > 1 else "") + json.dumps(_session_json(s)))
-        sys.stdout.write("]}\n")
+        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8") as spool:
+            spool.write(json.dumps({"app": args.app})[:-1] + ', "sessions": [')
+            for count, s in enumerate(sessions, 1):
+                spool.write((", " if count > 1 else "") + json.dumps(_session_json(s, whole)))
+            spool.write("]}\n")
+            spool.seek(0)
+            shutil.copyfileobj(spool, sys.stdout)
         return
     stream = iter(sessions)
-    first = [_row(s) for s in itertools.islice(stream, _FIRST_ROWS)]
+    first = [_row(s, whole) for s in itertools.islice(stream, _FIRST_ROWS)]
     if not first:
         print(f"no sessions {what} {_asked(args)}")
         return
@@ -177,7 +234,7 @@ def _print_sessions(sessions: Iterable[dict[str, Any]], args: argparse.Namespace
     widths = [max(len(r[i]) for r in [_HEADER, *first]) for i in range(len(_HEADER))]
     count = len(first)
     for s in stream:
-        print("  ".join(cell.ljust(w) for cell, w in zip(_row(s), widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(_row(s, whole), widths)).rstrip())
         count += 1
     print(f"{count} session{'' if count == 1 else 's'} {what}")
 
@@ -196,25 +253,71 @@ def _report(args: argparse.Namespace, result: dict[str, Any], text: str) -> None
 # -- commands -------------------------------------------------------------------------------------
 
 
-def _manager(args: argparse.Namespace):
+def _client(args: argparse.Namespace) -> Any:
+    """A plain client to --redis-url, with the manager's timeouts and no retries (a server that
+    accepts but never answers fails after SOCKET_TIMEOUT, once)."""
     import redis
-
-    from .manager import RedisSessions
 
     from .demo.server import _safe_url
 
-    if args.layout == "cluster":  # the URL of one node: the manager builds a RedisCluster
-        try:
-            return RedisSessions(args.redis_url, namespace=args.namespace, wipe=0,
-                                 layout="cluster")
-        except ValueError as exc:
-            raise _Usage(f"--redis-url {_safe_url(args.redis_url)}: {exc}") from None
     try:
-        client = redis.Redis.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                      socket_timeout=SOCKET_TIMEOUT)
+        return redis.Redis.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                    socket_timeout=SOCKET_TIMEOUT, retry=None)
     except ValueError as exc:  # redis-py's word on a malformed URL, e.g. its scheme
         raise _Usage(f"--redis-url {_safe_url(args.redis_url)}: {exc}") from None
-    return RedisSessions(client, namespace=args.namespace, wipe=0)
+
+
+def _cluster_enabled(client: Any) -> bool:
+    """Whether the server is a Redis Cluster node (one INFO; errors are the caller's)."""
+    return bool(client.info("cluster").get("cluster_enabled"))
+
+
+def _cluster_client(args: argparse.Namespace) -> Any:
+    from redis.cluster import RedisCluster
+
+    return RedisCluster.from_url(args.redis_url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                 socket_timeout=SOCKET_TIMEOUT)
+
+
+def _manager(args: argparse.Namespace):
+    """The manager for an admin command; --layout must match the server (else exit 2)."""
+    from .demo.server import _safe_url
+    from .manager import RedisSessions
+
+    client = _client(args)
+    try:
+        cluster = _reached(args, lambda: _cluster_enabled(client))
+        if cluster != (args.layout == "cluster"):
+            where = f"--redis-url {_safe_url(args.redis_url)}"
+            raise _Usage(f"--layout cluster, but {where} is not a Redis Cluster node (cluster "
+                         "mode is off): drop --layout cluster" if not cluster else
+                         f"{where} is a Redis Cluster node: add --layout cluster")
+        if cluster:
+            client.close()
+            client = _reached(args, lambda: _cluster_client(args))
+    except BaseException:
+        client.close()
+        raise
+    return RedisSessions(client, namespace=args.namespace, wipe=0, layout=args.layout)
+
+
+def _reached(args: argparse.Namespace, call: Any) -> Any:
+    """``call()``, with redis-py's errors in the CLI's terms: unreachable (BackendUnavailable),
+    or a server that does not speak Redis (``_NotRedis``)."""
+    import redis
+
+    from .wire import backend_error
+
+    try:
+        return call()
+    except (redis.exceptions.InvalidResponse, redis.exceptions.DataError) as exc:
+        raise _NotRedis(str(exc)) from exc
+    except redis.exceptions.RedisClusterException as exc:  # no slot map from the node
+        raise BackendUnavailable(f"Redis Cluster: {exc}") from exc
+    except redis.RedisError as exc:
+        if "Protocol error" in str(exc):
+            raise _NotRedis(str(exc)) from exc
+        raise backend_error(exc) from exc
 
 
 def _check_input(args: argparse.Namespace) -> None:
@@ -288,6 +391,49 @@ def _admin(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         manager.close()
+        manager.client.close()
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``check``: a line per finding (status, check, node, message), then the count; exit 1
+    when a problem was found."""
+    from .check import PROBLEM, WARNING, Finding, run_checks
+    from .demo.server import _safe_url
+
+    _check_input(args)
+    if args.replicas is not None and args.replicas < 1:
+        raise _Usage("--replicas must be at least 1")
+    client = _client(args)
+    try:
+        cluster = args.layout == "cluster" and _reached(args, lambda: _cluster_enabled(client))
+        if cluster:  # else a layout mismatch is one of the problems reported
+            client.close()
+            client = _reached(args, lambda: _cluster_client(args))
+
+        def show(finding: Finding) -> None:
+            if not args.json:
+                where = f"{finding.node}: " if finding.node else ""
+                print(f"{finding.status:<8} {finding.check:<12} {where}{finding.message}",
+                      flush=True)
+
+        if not args.json:
+            print(f"redis-sessions check of {_safe_url(args.redis_url)} (namespace "
+                  f"{args.namespace}, layout {args.layout})")
+        findings = _reached(args, lambda: run_checks(
+            client, namespace=args.namespace, layout=args.layout, replicas=args.replicas,
+            progress=show))
+    finally:
+        client.close()
+    problems = sum(f.status == PROBLEM for f in findings)
+    warnings = sum(f.status == WARNING for f in findings)
+    if args.json:
+        print(json.dumps({"redis_url": _safe_url(args.redis_url), "namespace": args.namespace,
+                          "layout": args.layout, "ok": not problems,
+                          "checks": [f.as_dict() for f in findings]}))
+    else:
+        print(f"{problems} problem{'' if problems == 1 else 's'}, {warnings} "
+              f"warning{'' if warnings == 1 else 's'}")
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def _demo(args: argparse.Namespace, explicit_url: str | None) -> int:
@@ -295,6 +441,12 @@ def _demo(args: argparse.Namespace, explicit_url: str | None) -> int:
 
     return run(host=args.host, port=args.port, redis_url=explicit_url, app_name=args.app,
                namespace=args.namespace, check=args.check)
+
+
+def _usage(exc: _Usage, as_json: bool) -> int:
+    """Bad input: the message, and in text mode where to read more."""
+    hint = f"\n({exc.hint})" if exc.hint and not as_json else ""
+    return _error(f"{exc}{hint}", EXIT_USAGE, as_json)
 
 
 def _error(message: str, status: int, as_json: bool) -> int:
@@ -312,9 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
+        _signed_durations(argv)
         args = parser.parse_args(argv)
     except _Usage as exc:
-        return _error(str(exc), EXIT_USAGE, "--json" in argv)
+        return _usage(exc, "--json" in argv)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     explicit_url = getattr(args, "redis_url", None)
@@ -326,11 +479,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args, explicit_url)
+        if args.command == "check":
+            return _check(args)
         return _admin(args)
     except _Usage as exc:
-        return _error(str(exc), EXIT_USAGE, as_json)
+        return _usage(exc, as_json)
     except ValidationError as exc:
         return _error(f"{exc.message} ({exc.code})", EXIT_USAGE, as_json)
+    except _NotRedis as exc:
+        from .demo.server import _safe_url
+
+        return _error(f"{_safe_url(args.redis_url)} is not a Redis server: it answered in "
+                      f"another protocol ({exc}); is that an HTTP port?", EXIT_NO_REDIS, as_json)
     except BackendUnavailable as exc:
         from .demo.server import _safe_url
 

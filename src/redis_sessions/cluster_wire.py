@@ -1,9 +1,10 @@
-"""The wire for a Redis Cluster: each call goes to the master of its keys' slot, over a
-connection held per thread and node, pipelined per master for a fan-out.
+"""The wire for a Redis Cluster: each call goes to the master of its keys' slot, on a connection
+taken from that node's pool for the call, pipelined per master for a fan-out.
 
 The slot map, the nodes and their connection pools are redis-py's (``RedisCluster``'s
 ``nodes_manager``); what this adds is the routing of our packed commands and their replies
-(hiredis), MOVED/ASK, and the wait through a failover: a call that never reached a master
+(hiredis) under the connection discipline of connection.py (a fan-out's connections are read to
+the end or closed, however it ends), MOVED/ASK, and the wait through a failover: a call that never reached a master
 (connection refused, CLUSTERDOWN, TRYAGAIN, MOVED) is sent again once the slot map is refreshed,
 for up to ``FAILOVER_WAIT`` seconds; a call that may have run when its connection broke is sent
 again only when its script is ``retry_safe`` (else BackendUnavailable, as on one Redis).
@@ -11,7 +12,6 @@ again only when its script is ``retry_safe`` (else BackendUnavailable, as on one
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -23,16 +23,10 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from . import core, scripts
+from .connection import Lease, forget_in_child, receive, send
 from .errors import BackendError, BackendUnavailable
 from .scripts import Script
-from .wire import (
-    _CONNECTION_ERRORS,
-    Arg,
-    _Held,
-    backend_error,
-    check_acknowledged,
-    wait_command,
-)
+from .wire import Arg, backend_error, check_acknowledged, wait_command
 
 # How long a call keeps trying while the cluster fails over (a master's replica is promoted
 # after cluster-node-timeout plus an election, usually a few seconds).
@@ -118,30 +112,24 @@ class ClusterWire:
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
         self.nodes = client.nodes_manager
-        self._local = threading.local()
         self._refresh_lock = threading.Lock()
         self._map_version = 0
+        forget_in_child(self)
+
+    def _after_fork(self) -> None:
+        self._refresh_lock = threading.Lock()  # a parent's thread may have held it
 
     # -- connections ------------------------------------------------------------------------------
 
-    def _held(self, node: Any) -> _Held:
-        helds: dict[str, _Held] = self._local.__dict__.setdefault("helds", {})
-        pool = self.client.get_redis_connection(node).connection_pool
-        held = helds.get(node.name)
-        if held is None or held.pool is not pool or held.pid != os.getpid() or held.conn is None:
-            if held is not None:
-                held.release()
-            try:
-                held = helds[node.name] = _Held(pool)
-            except _CONNECTION_ERRORS as exc:
-                raise _Unsent(str(exc)) from exc
-        return held
+    def _pool(self, node: Any) -> Any:
+        return self.client.get_redis_connection(node).connection_pool
 
-    def release(self) -> None:
-        """Give this thread's connections back to their pools (close() calls it)."""
-        helds: dict[str, _Held] = self._local.__dict__.pop("helds", {})
-        for held in helds.values():
-            held.release()
+    def _take(self, lease: Lease, node: Any) -> Any:
+        """A connection to ``node`` for this call; ``_Unsent`` when there is none."""
+        try:
+            return lease.take(self._pool(node))
+        except BackendUnavailable as exc:
+            raise _Unsent(str(exc)) from exc
 
     def _node(self, request: _Request) -> Any:
         if request.asking is not None:
@@ -153,8 +141,12 @@ class ClusterWire:
         return self.nodes.get_node_from_slot(request.slot)
 
     def _refresh(self, seen_version: int) -> None:
-        """Reload the slot map, once for all the threads that saw the old one fail."""
-        with self._refresh_lock:
+        """Reload the slot map, once for all the callers that saw the old one fail. A caller
+        that finds another reloading it does not wait for the lock (under gevent the holder may
+        be a greenlet of this very thread): its next attempt, after a pause, uses the new map."""
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
             if self._map_version != seen_version:
                 return
             try:
@@ -162,23 +154,19 @@ class ClusterWire:
             except (redis.RedisError, OSError):
                 pass  # no node answered yet: the next attempt tries again
             self._map_version += 1
+        finally:
+            self._refresh_lock.release()
 
     # -- one batch ------------------------------------------------------------------------------
 
-    def _send(self, node: Any, requests: list[_Request], tail: bytes) -> tuple[_Held, int]:
-        held = self._held(node)
-        try:
-            sock = held.socket()
-        except _CONNECTION_ERRORS as exc:
-            held.drop()
-            raise _Unsent(str(exc)) from exc
+    def _send(self, lease: Lease, node: Any, requests: list[_Request], tail: bytes
+              ) -> tuple[Any, int]:
+        """Write one node's requests and ``tail`` on a connection of this call's ``lease``;
+        the connection and how many replies it owes."""
+        conn = self._take(lease, node)
         data, count = batch_data(requests)
-        try:
-            sock.sendall(data + tail)
-        except _CONNECTION_ERRORS as exc:
-            held.drop()
-            raise backend_error(exc) from exc
-        return held, count + (1 if tail else 0)
+        send(conn, data + tail)
+        return conn, count + (1 if tail else 0)
 
     def _execute(self, requests: list[_Request], wait: tuple[int, int] | None) -> list[object]:
         """Send every request to its slot's master (pipelined per master, all masters at once),
@@ -194,34 +182,36 @@ class ClusterWire:
             for i in pending:
                 node = self._node(requests[i])
                 groups.setdefault(node.name, (node, []))[1].append(i)
-            sent: list[tuple[_Held, int, list[int]]] = []
             again: list[int] = []
             failure: Exception | None = None
-            for node, indexes in groups.values():
-                try:
-                    held, count = self._send(node, [requests[i] for i in indexes], tail)
-                except _Unsent as exc:
-                    again += indexes
-                    failure = exc
-                    continue
-                except BackendUnavailable as exc:
-                    self._after_break(indexes, requests, again, exc)
-                    failure = exc
-                    continue
-                sent.append((held, count, indexes))
-            for held, count, indexes in sent:
-                try:
-                    got = held.read(count)
-                except BackendUnavailable as exc:
-                    self._after_break(indexes, requests, again, exc)
-                    failure = exc
-                    continue
-                for i, reply in batch_replies(requests, indexes, got, bool(tail), wait):
-                    if self._redirected(requests[i], reply):
-                        again.append(i)
-                        failure = BackendError(f"Redis error: {reply}")
-                    else:
-                        replies[i] = reply
+            with Lease() as lease:  # however this attempt ends, no connection owes a reply
+                sent: list[tuple[Any, int, list[int]]] = []
+                for node, indexes in groups.values():
+                    try:
+                        conn, count = self._send(lease, node, [requests[i] for i in indexes],
+                                                 tail)
+                    except _Unsent as exc:
+                        again += indexes
+                        failure = exc
+                        continue
+                    except BackendUnavailable as exc:
+                        self._after_break(indexes, requests, again, exc)
+                        failure = exc
+                        continue
+                    sent.append((conn, count, indexes))
+                for conn, count, indexes in sent:
+                    try:
+                        got = receive(conn, count)
+                    except BackendUnavailable as exc:
+                        self._after_break(indexes, requests, again, exc)
+                        failure = exc
+                        continue
+                    for i, reply in batch_replies(requests, indexes, got, bool(tail), wait):
+                        if self._redirected(requests[i], reply):
+                            again.append(i)
+                            failure = BackendError(f"Redis error: {reply}")
+                        else:
+                            replies[i] = reply
             if not again:
                 return replies
             if time.monotonic() > deadline:
@@ -270,31 +260,32 @@ class ClusterWire:
 
     def run(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg],
             wait: tuple[int, int] | None = None) -> object:
-        """Run one script on the master of its keys' slot: one round trip on the held
-        connection to that master; anything unusual (a redirection, a broken connection, a
+        """Run one script on the master of its keys' slot: one round trip on a connection to
+        that master; anything unusual (no connection, a redirection, a broken connection, a
         missing library) goes the general way of ``_execute``."""
         request = self._call(script, keys, args)
         if wait is None:
             try:
-                held = self._held(self._node(request))
-                sock = held.socket()
-                sock.sendall(request.packed)
-            except (*_CONNECTION_ERRORS, _Unsent):
-                held = None
-            if held is not None:
-                try:
-                    reply = held.read(1)[0]
-                except BackendUnavailable:
-                    if not script.retry_safe:
-                        raise  # it may have run: the caller's to know, as on one Redis
-                    return self._checked(self._execute([self._call(script, keys, args)], None))[0]
+                reply = self._once(request)
+            except _Unsent:
+                request = self._call(script, keys, args)  # nothing was sent: the general way
+            except BackendUnavailable:
+                if not script.retry_safe:
+                    raise  # it may have run: the caller's to know, as on one Redis
+                return self._checked(self._execute([self._call(script, keys, args)], None))[0]
+            else:
                 if not isinstance(reply, hiredis.ReplyError):
                     return reply
                 if not self._redirected(request, reply):
                     raise backend_error(reply) from reply
-                return self._checked(self._execute([request], None))[0]
-            request = self._call(script, keys, args)
         return self._checked(self._execute([request], wait))[0]
+
+    def _once(self, request: _Request) -> object:
+        """``request`` on its slot's master as the map has it: one round trip."""
+        with Lease() as lease:
+            conn = self._take(lease, self._node(request))
+            send(conn, request.packed)
+            return receive(conn, 1)[0]
 
     @staticmethod
     def _checked(replies: list[object]) -> list[object]:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["EmbeddedServer", "EmbeddedUnavailable", "find_binary", "free_port"]
@@ -63,13 +64,17 @@ def _pong(host: str, port: int) -> bool:
 class EmbeddedServer:
     """One valkey-server process on ``127.0.0.1:port``; ``url`` is usable once started.
 
-    ``binary`` runs another server binary the same way (the tests pass ``redis-server``).
+    ``binary`` runs another server binary the same way (the tests pass ``redis-server``);
+    ``config`` adds configuration directives as command-line arguments
+    (``["--maxmemory-policy", "allkeys-lru"]``).
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(self, port: int | None = None, binary: str | None = None,
+                 config: Sequence[str] = ()) -> None:
         self.binary = binary or find_binary()
+        self.config = list(config)
         self.port = port or free_port(self.host)
         self.url = f"redis://{self.host}:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -89,6 +94,7 @@ class EmbeddedServer:
             "--dir", self.dir,
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.config,
         ]
         log = open(f"{self.dir}/valkey.log", "wb")  # a file, not a pipe nobody reads
         try:

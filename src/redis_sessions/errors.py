@@ -15,6 +15,7 @@ __all__ = [
     "ValidationError",
     "BackendError",
     "BackendUnavailable",
+    "BackendUnsupported",
     "SessionTooLarge",
     "SessionRotated",
     "ReplicationTimeout",
@@ -65,6 +66,16 @@ class BackendUnavailable(BackendError):
     """Redis could not be reached, or did not answer within the client's timeout.
 
     The original redis-py exception is kept as ``__cause__``.
+    """
+
+
+class BackendUnsupported(BackendError):
+    """Redis answered, but cannot run redis-sessions: it has no Redis Functions (a Redis before
+    7.0, FUNCTION or FCALL renamed away) or its ACL forbids what the library needs.
+
+    Retrying does not help: the server or the user's permissions must change. The message names
+    what is needed and never quotes the server's reply (which would echo the library's Lua, keys
+    or tokens).
     """
 
 

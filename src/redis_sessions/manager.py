@@ -308,12 +308,11 @@ class RedisSessions(Operations):
         return RedisSessions(self.client, namespace=namespace, **self.options)
 
     def close(self) -> None:
-        """Stop the wiper and the cache listener and give connections back."""
+        """Stop the wiper and the cache listener, and close the client when it was built here."""
         if self.wiper is not None:
             self.wiper.stop()
         if self.cache is not None:
             self.cache.close()
-        self._wire.release()
         if self._owns_client:
             self.client.close()
 

@@ -28,6 +28,7 @@ from .cookies import CookieOptions, cookie_value
 from .cookies import secret_keys as _secret_keys
 from .errors import (
     BackendError,
+    BackendUnsupported,
     SessionError,
     SessionRotated,
     SessionTooLarge,
@@ -152,6 +153,7 @@ class SessionHandler:
         )
         self.codec = codec
         self.backend_down = False  # set while Redis is unreachable, to log an outage once
+        self._unsupported_logged = False  # a Redis that cannot run the library: logged once
 
     # -- per request ---------------------------------------------------------------------------
 
@@ -225,6 +227,12 @@ class SessionHandler:
     # -- backend health ------------------------------------------------------------------------
 
     def _outage(self, exc: BaseException) -> None:
+        if isinstance(exc, BackendUnsupported):  # Redis answers, but cannot run the library
+            if not self._unsupported_logged:
+                self._unsupported_logged = True
+                logger.error("Redis cannot run redis-sessions, serving anonymous sessions: %s",
+                             exc)
+            return
         if not self.backend_down:
             self.backend_down = True
             logger.warning("Redis unavailable, serving anonymous sessions: %s", exc)

@@ -47,3 +47,38 @@ def test_public_api_is_the_same(core_impl) -> None:
     assert sorted(core_impl.__all__) == sorted(_pycore.__all__)
     for name in _pycore.__all__:
         assert callable(getattr(core_impl, name)), name
+
+
+def _installed(tmp_path, purelib: bool) -> dict[str, str]:
+    """The package laid out as an install without its compiled module (its sources, and a
+    dist-info whose WHEEL says how it was built); the environment that imports it."""
+    import shutil
+    from pathlib import Path
+
+    import redis_sessions
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(redis_sessions.__file__).parent, site / "redis_sessions",
+                    ignore=shutil.ignore_patterns("_core*.so", "_core*.pyd", "__pycache__"))
+    info = site / "redis_sessions-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: redis-sessions\nVersion: 0.1.0\n")
+    tag = "py3-none-any" if purelib else "cp311-cp311-linux_x86_64"
+    (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\n"
+                                f"Tag: {tag}\n")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_SESSIONS_NO_EXTENSIONS"}
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+@pytest.mark.parametrize("purelib", [True, False], ids=["built-pure", "compiled-lost"])
+def test_a_missing_compiled_core_warns_only_where_one_was_shipped(tmp_path, purelib) -> None:
+    """A pure build (REDIS_SESSIONS_NO_EXTENSIONS at install time) imports quietly; a wheel
+    that shipped the compiled core and lost it warns."""
+    out = subprocess.run([sys.executable, "-W", "always", "-c", PROBE],
+                         env=_installed(tmp_path, purelib), capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["pure", ""]
+    warned = "compiled core not available" in out.stderr
+    assert warned is not purelib, out.stderr

@@ -51,7 +51,7 @@ def _age(redis_client, namespace: str, token: str, user: str, seconds: int) -> N
 
 
 def test_ls_lists_the_app_sessions_as_a_table(cli, users):
-    code, out, err = cli("ls", APP)
+    code, out, err = cli("ls", APP, "--show-tokens")
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0].split() == ["TOKEN", "USER", "IP", "IDLE", "TTL", "READS", "WRITES", "DATA",
@@ -61,8 +61,22 @@ def test_ls_lists_the_app_sessions_as_a_table(cli, users):
     assert "10.0.0.3" in out and lines[-1] == f"3 sessions of {APP} active in the last 600s"
 
 
+def test_ls_shows_token_prefixes_unless_asked(cli, users):
+    """A token is a live credential: a listing shows its first 8 characters by default."""
+    tokens = users["alice"] + users["bob"]
+    code, out, _ = cli("ls", APP)
+    assert code == 0
+    for token in tokens:
+        assert f"{token[:8]}..." in out and token[8:20] not in out
+    code, out, _ = cli("ls", APP, "--user", "alice", "--json")
+    listed = json.loads(out)["sessions"]
+    assert sorted(s["token_prefix"] for s in listed) == sorted(t[:8] for t in users["alice"])
+    assert all("token" not in s for s in listed)
+    assert not any(t[8:20] in out for t in tokens)
+
+
 def test_ls_json(cli, users):
-    code, out, _ = cli("ls", APP, "--json")
+    code, out, _ = cli("ls", APP, "--json", "--show-tokens")
     assert code == 0
     result = json.loads(out)
     assert result["app"] == APP
@@ -74,22 +88,22 @@ def test_ls_json(cli, users):
 
 
 def test_ls_user_lists_every_session_of_the_id(cli, users):
-    code, out, _ = cli("ls", APP, "--user", "alice")
+    code, out, _ = cli("ls", APP, "--user", "alice", "--show-tokens")
     assert code == 0
     assert all(t in out for t in users["alice"]) and users["bob"][0] not in out
     assert out.splitlines()[-1] == f"2 sessions of user 'alice' in {APP}"
-    code, out, _ = cli("ls", APP, "--user", "alice", "--json")
+    code, out, _ = cli("ls", APP, "--user", "alice", "--json", "--show-tokens")
     assert {s["token"] for s in json.loads(out)["sessions"]} == set(users["alice"])
 
 
 def test_ls_since_filters_by_idle_time(cli, users, redis_client, namespace):
     idle = users["alice"][1]
     _age(redis_client, namespace, idle, "alice", 1200)
-    _, out, _ = cli("ls", APP, "--since", "10m", "--json")
+    _, out, _ = cli("ls", APP, "--since", "10m", "--json", "--show-tokens")
     assert idle not in {s["token"] for s in json.loads(out)["sessions"]}
-    _, out, _ = cli("ls", APP, "--since", "1h", "--json")
+    _, out, _ = cli("ls", APP, "--since", "1h", "--json", "--show-tokens")
     assert idle in {s["token"] for s in json.loads(out)["sessions"]}
-    _, out, _ = cli("ls", APP, "--user", "alice", "--since", "600", "--json")
+    _, out, _ = cli("ls", APP, "--user", "alice", "--since", "600", "--json", "--show-tokens")
     assert [s["token"] for s in json.loads(out)["sessions"]] == [users["alice"][0]]
 
 
@@ -287,8 +301,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_as_a_process(redis_url, namespace, users):
-    result = _run("ls", APP, "--user", "alice", "--json", "--redis-url", redis_url,
-                  "--namespace", namespace)
+    result = _run("ls", APP, "--user", "alice", "--json", "--show-tokens", "--redis-url",
+                  redis_url, "--namespace", namespace)
     assert result.returncode == 0, result.stderr
     assert {s["token"] for s in json.loads(result.stdout)["sessions"]} == set(users["alice"])
     result = _run("kill-user", APP, "bob", "--namespace", namespace, env={"REDIS_URL": redis_url})
@@ -304,3 +318,87 @@ def test_as_a_process_errors_are_one_line_without_traceback():
     result = _run("ls", "x", "--json", "--redis-url", CLOSED)
     assert result.returncode == 2 and json.loads(result.stderr)["code"] == "badInput"
     assert "Traceback" not in result.stderr
+
+
+# -- the edges a new user met (issue 20) -----------------------------------------------------------
+
+
+def test_ls_json_that_fails_part_way_writes_nothing(cli, rs, redis_client, namespace):
+    """A listing that breaks after its first page leaves stdout empty, not half a JSON."""
+    tokens = [rs.create(APP, f"user{i}", "10.0.0.1") for i in range(130)]
+    oldest = tokens[0]
+    _age(redis_client, namespace, oldest, "user0", 100)  # last in the newest-first listing
+    redis_client.delete(f"{namespace}:{APP}:{oldest}")
+    redis_client.set(f"{namespace}:{APP}:{oldest}", "not a session hash")  # page 2 fails
+    code, out, err = cli("ls", APP, "--json")
+    assert code == 1 and out == ""
+    assert json.loads(err)["code"] == "failed"
+
+
+def test_an_http_port_is_not_a_redis_server(cli):
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # not on the stderr the test reads
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"redis://127.0.0.1:{server.server_address[1]}/0"
+    try:
+        code, out, err = cli("ls", APP, url=url)
+        assert (code, out) == (3, "")
+        assert f"{url} is not a Redis server" in err and "HTTP port" in err
+        code, _, err = cli("check", "--json", url=url)
+        assert code == 3 and json.loads(err)["code"] == "redisUnreachable"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_layout_cluster_on_a_plain_server_is_bad_input(cli, redis_url):
+    code, out, err = cli("ls", APP, "--layout", "cluster")
+    assert (code, out) == (2, "")
+    assert "--layout cluster, but --redis-url" in err and "is not a Redis Cluster node" in err
+
+
+@pytest.mark.parametrize("args", [["ls", APP, "--since", "-10m"], ["ls", APP, "--since=-10m"],
+                                  ["activity", APP, "--since", "-600"]])
+def test_a_negative_since_says_so(cli, args):
+    code, out, err = cli(*args)
+    assert (code, out) == (2, "")
+    assert "durations count back from now and take no sign" in err and "expected one" not in err
+
+
+@pytest.mark.parametrize("args", [["frobnicate", "--json"], ["ls", "--json"]])
+def test_json_errors_carry_no_usage_text(cli, args):
+    code, out, err = cli(*args)
+    assert (code, out) == (2, "")
+    error = json.loads(err)
+    assert "--help" not in error["error"] and "\n" not in error["error"]
+    code, _, err = cli(*[a for a in args if a != "--json"])
+    assert code == 2 and "(see: redis-sessions" in err  # text mode keeps the hint
+
+
+def test_a_server_that_never_answers_fails_after_the_socket_timeout(cli):
+    """A port that accepts connections (the kernel's backlog) but never replies: exit 3 after
+    the manager's 5 s socket timeout, once (no retry doubling it)."""
+    import socket
+
+    from redis_sessions.manager import SOCKET_TIMEOUT
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    try:
+        started = time.monotonic()
+        code, out, err = cli("ls", APP, url=url)
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert (code, out) == (3, "") and "cannot reach Redis" in err
+    assert SOCKET_TIMEOUT == 5.0
+    assert SOCKET_TIMEOUT - 0.5 < elapsed < 2 * SOCKET_TIMEOUT - 1, elapsed

@@ -11,12 +11,14 @@ on one Redis each find their own. A server without it (new, restarted, flushed) 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 
 import hiredis
 
 from .. import core
+from ..errors import BackendUnsupported
 
 # what a command's argument may be (core.pack_command's rule)
 Arg = bytes | str | int
@@ -87,6 +89,60 @@ def after_load(load_reply: object, reply: object) -> object:
     if is_missing(reply) and isinstance(load_reply, hiredis.ReplyError):
         return load_reply
     return reply
+
+
+#: what a server must offer, in the words of every BackendUnsupported
+NEEDS = "Redis >= 7.0 or Valkey >= 7.2, with Redis Functions (FUNCTION LOAD and FCALL)"
+# "ERR unknown command 'FCALL', with args ..." (Redis 7: quotes; Redis 6: backticks)
+_UNKNOWN = re.compile(r"ERR unknown command [`']([^`']*)[`']", re.IGNORECASE)
+# "NOPERM this user has no permissions to run the 'function|load' command" (Redis 7.0)
+# "NOPERM User app has no permissions to run the 'fcall' command" (Redis 7.2+, Valkey)
+_NOPERM_COMMAND = re.compile(r"permissions to run the '([a-z0-9|_-]+)' command", re.IGNORECASE)
+
+
+def unsupported(message: str) -> BackendUnsupported | None:
+    """The error for a reply saying this server cannot run the library (no Functions, or the
+    ACL forbids FCALL, FUNCTION LOAD, the session keys or a command the functions run); None
+    for any other reply. The message is ours: the reply would echo Lua, keys or tokens."""
+    unknown = _UNKNOWN.match(message)
+    if unknown is not None:
+        command = unknown.group(1).upper()
+        if command in ("FCALL", "FUNCTION"):
+            return BackendUnsupported(
+                f"this Redis cannot run redis-sessions: it does not know the {command} command "
+                f"(a server older than Redis 7.0, or {command} renamed or disabled in its "
+                f"configuration); redis-sessions needs {NEEDS}")
+        return None
+    lowered = message.lower()
+    # an ACL refusal of the call itself (NOPERM), or of a command run inside a function:
+    # "The user executing the script can't ..." (Redis 7.0), "ACL failure in script" (later)
+    if not (message.startswith("NOPERM") or "the user executing the script can't" in lowered
+            or "acl failure in script" in lowered):
+        return None
+    denied = _NOPERM_COMMAND.search(message)
+    if denied is not None:
+        command = denied.group(1).lower()
+        if command == "function|load":
+            return BackendUnsupported(
+                "the Redis user may not run FUNCTION LOAD, and this server lacks the "
+                "redis-sessions function library: grant +function|load (part of +@scripting), "
+                "or load the library once as a user who may (`redis-sessions check --redis-url "
+                "URL` loads it)")
+        what = "FCALL, which runs every redis-sessions operation" if command == "fcall" else (
+            f"the {command.upper()} command, which redis-sessions needs")
+        return BackendUnsupported(f"the Redis user may not run {what}: grant +{command}")
+    if "channel" in lowered:
+        return BackendUnsupported(
+            "the Redis user may not publish on the session channel: redis-sessions publishes "
+            "invalidations on <namespace>:cache (grant &rs:cache for the namespace rs)")
+    if "key" in lowered:
+        return BackendUnsupported(
+            "the Redis user may not access the session keys: redis-sessions keeps every key "
+            "under its namespace (grant ~rs:* for the namespace rs)")
+    return BackendUnsupported(
+        "the Redis user may not run a command the redis-sessions functions run (TIME, PUBLISH, "
+        "and hash, set and sorted-set commands on its keys): grant +@read +@write +@scripting "
+        "+@pubsub +time")
 
 
 CREATE = Script("create", retry_safe=False)
