@@ -134,9 +134,10 @@ class SessionHandler:
         self.ttl = _clamp_ttl(ttl, "SessionMiddleware")
         self.cookie = CookieOptions(cookie)
         self._keys = _secret_keys(secret_keys)
-        # tried first: the key that signs; the others only when it fails (a cookie to re-sign)
+        # tried first: the key that signs; the older ones only when it fails (a cookie to sign
+        # again with the current key)
         self._signing_key = None if self._keys is None else self._keys[:1]
-        self._older_keys = self._keys is not None and len(self._keys) > 1
+        self._older_keys = None if self._keys is None or len(self._keys) < 2 else self._keys[1:]
         if trust_proxy is True:
             trust_proxy = 1
         if not isinstance(trust_proxy, int) or trust_proxy < 0:
@@ -174,9 +175,9 @@ class SessionHandler:
             prefix = self.cookie.name_prefix
             name = prefix + app if prefix else app
             token = _extract_token(header, name, self._signing_key)
-            if token is None and self._older_keys:
+            if token is None and self._older_keys is not None:
                 # verified by an older key: signed again with the current one once it is used
-                token = _extract_token(header, name, self._keys)
+                token = _extract_token(header, name, self._older_keys)
                 resign = token is not None
         session = self.session_class(self, environ, app, token)
         session._resign = resign
