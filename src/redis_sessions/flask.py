@@ -99,7 +99,11 @@ def _logged_out(sender: Flask, **extra: Any) -> None:
     if not isinstance(interface, RedisSessionInterface) or interface.user_id_key is None \
             or not isinstance(session, FlaskSession):
         return
-    if session.user_id is not None or session._lost_token is not None:
+    try:
+        user = session.user_id
+    except BackendError:  # on_backend_error="raise": the load failed, the logout is still tried
+        user = None
+    if user is not None or session._lost_token is not None:
         _end(session)
 
 
