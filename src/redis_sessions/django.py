@@ -5,7 +5,10 @@ Configured by ``settings.REDIS_SESSIONS`` (``app_name``, ``redis`` or ``sessions
 ``SESSION_COOKIE_*`` settings: Django's own SessionMiddleware sets the cookie, whose value is the
 session's token. ``SessionStore`` is a facade over one ``redis_sessions.session.Session`` (its
 ``_session_cache``), so SessionBase's mapping methods write through it and only the diff is saved.
-django.contrib.auth's login turns the session into one of ``str(user.pk)`` (``Session.upgrade``).
+django.contrib.auth's login turns the session into one of ``str(user.pk)`` (``Session.upgrade``),
+recording the device (User-Agent, IP, time) and announcing it: the handler's ``on_sign_in`` (a
+callable or its dotted path in ``REDIS_SESSIONS``) and the ``device_signed_in`` signal
+(``redis_sessions.devices.django.signals``).
 
 Under Django's test runner and pytest-django (once ``setup_test_environment()`` ran) the sessions
 live apart from the developer's, as the test database does: in the namespace
@@ -18,6 +21,7 @@ built for the same Redis), never blocking the event loop.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -26,15 +30,20 @@ from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
 from ._constants import MIN_TTL
 from .aio import AsyncRedisSessions
+from .devices.django.signals import device_signed_in
+from .devices.model import Device
 from .errors import SessionRotated
 from .manager import RedisSessions
 from .session import Session, SessionHandler, SessionOp, drive_async
 from .testing import isolated, purge, worker_suffix
 
-__all__ = ["SessionStore", "handler", "flush_test_sessions"]
+__all__ = ["SessionStore", "handler", "app_name", "flush_test_sessions"]
+
+logger = logging.getLogger("redis_sessions")
 
 T = TypeVar("T")
 _handler: SessionHandler | None = None
@@ -89,6 +98,8 @@ def handler() -> SessionHandler:
                 "'cookie' and 'secret_keys' do not apply"
             )
         options.setdefault("ttl", settings.SESSION_COOKIE_AGE)
+        if isinstance(options.get("on_sign_in"), str):
+            options["on_sign_in"] = import_string(options["on_sign_in"])
         manager = options.pop("sessions", None)
         if manager is None:
             manager = RedisSessions(options.pop("redis", None))
@@ -102,6 +113,11 @@ def handler() -> SessionHandler:
         _handler = SessionHandler(sessions=manager, **options)
         _async_manager = async_manager
     return _handler
+
+
+def app_name() -> str:
+    """The app name of ``settings.REDIS_SESSIONS`` (also the user index the devices live in)."""
+    return str(settings.REDIS_SESSIONS["app_name"])
 
 
 def async_manager() -> AsyncRedisSessions | None:
@@ -315,17 +331,46 @@ class SessionStore(SessionBase):
         """Kill every session of this user (all devices); this one starts empty."""
         return self._session.destroyall()
 
+    def devices(self) -> list[Device]:
+        """This user's signed-in sessions as ``Device``s, this one first (``Session.devices``)."""
+        return self._session.devices()
+
+    def destroydevice(self, handle: str) -> int:
+        """End one of this user's sessions by its device handle (``Session.destroydevice``)."""
+        return self._session.destroydevice(handle)
+
+    def destroyothers(self) -> int:
+        """End every session of this user but this one, atomically (``Session.destroyothers``)."""
+        return self._session.destroyothers()
+
     def upgrade(self, user_id: str | int, ttl: int | None = None, *,
-                ip: str | None = None) -> SessionStore:
+                ip: str | None = None, user_agent: str | None = None) -> SessionStore:
         """Make this a session of ``user_id`` (new key; the data, saved or not, moves along)."""
-        self._session.upgrade(user_id, self._expiry_ttl() if ttl is None else ttl, ip=ip)
+        self._session.upgrade(user_id, self._expiry_ttl() if ttl is None else ttl, ip=ip,
+                              user_agent=user_agent)
         return self
 
 
 def _logged_in(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """auth's login: the session becomes the user's, recording the device, which is then
+    announced (``on_sign_in``, then ``device_signed_in`` with the request and the user)."""
     store = getattr(request, "session", None)
-    if isinstance(store, SessionStore):
-        store.upgrade(str(user.pk), ip=handler().client_ip(request.META))
+    if not isinstance(store, SessionStore):
+        return
+    options = handler()
+    session = store._session
+    notice = options.notices_sign_in() or device_signed_in.has_listeners()
+    device = session._drive(session._upgrade_op(
+        str(user.pk), store._expiry_ttl(), options.client_ip(request.META),
+        request.META.get("HTTP_USER_AGENT", ""), notice))
+    if device is None:
+        return
+    options.signed_in(session, device)
+    for receiver, error in device_signed_in.send_robust(SessionStore, request=request,
+                                                         user=user, device=device):
+        if isinstance(error, Exception):
+            logger.error("device_signed_in receiver %r failed for user %r: %r", receiver,
+                         session.user_id, error)
 
 
 setting_changed.connect(_settings_changed, dispatch_uid="redis_sessions.django.settings")

@@ -24,6 +24,7 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 
 from .cookies import CookieOptions
+from .devices.model import Device
 from .errors import BackendError
 from .manager import RedisSessions
 from .session import COOKIE_EXPIRE, COOKIE_SET, ENVIRON_KEY, Session, SessionHandler, logger
@@ -76,6 +77,23 @@ _LOGIN_KEYS = frozenset(("_user_id", "_fresh", "_id", "_remember", "_remember_se
 class _FlaskHandler(SessionHandler):
     session_class = FlaskSession
 
+    def notices_sign_in(self) -> bool:
+        from .devices.flask import device_signed_in
+
+        return super().notices_sign_in() or bool(device_signed_in.receivers)
+
+    def signed_in(self, session: Session, device: Device) -> object:
+        """``on_sign_in``, then the blinker signal ``device_signed_in`` (errors logged)."""
+        from .devices.flask import announce
+
+        result = super().signed_in(session, device)
+        try:
+            announce(session, device)
+        except Exception:
+            logger.exception("a device_signed_in receiver failed for a sign-in of user %r in "
+                             "app %s", session.user_id, session.app)
+        return result
+
 
 def _end(session: FlaskSession) -> None:
     """End a user session (a flask-login logout); what is left of its data (a flash, flask-login's
@@ -110,7 +128,8 @@ def _logged_out(sender: Flask, **extra: Any) -> None:
 class RedisSessionInterface(SessionInterface):
     """A Flask session interface over redis-sessions; takes ``SessionHandler``'s options
     (``app_name``, ``sessions``/``redis``, ``ttl``, ``cookie``, ``secret_keys``, ``trust_proxy``,
-    ``on_backend_error``, ``lazy``, ``anonymous``, ``anonymous_ttl``, ``codec``).
+    ``on_backend_error``, ``lazy``, ``anonymous``, ``anonymous_ttl``, ``codec``, ``on_sign_in``);
+    every sign-in also sends ``redis_sessions.devices.flask.device_signed_in``.
 
     The cookie is named after the app (as in connect-redis-sessions), not SESSION_COOKIE_NAME;
     Flask's SESSION_COOKIE_DOMAIN/PATH/HTTPONLY/SECURE/SAMESITE/PARTITIONED are the defaults of

@@ -231,11 +231,16 @@ class RedisSessions(Operations):
         ip: str,
         ttl: int = DEFAULT_TTL,
         changes: Sequence[bytes] = (),
+        *,
+        user_agent: str | None = None,
     ) -> Session:
         """Log ``id`` in, atomically: a new user session (returned with its ``token``) holding
         the data of ``token``'s session when it is anonymous or the same user's, plus
-        ``changes``; the old session is deleted (a session of another user with its data)."""
-        session = self._drive(self._rotate(app, token, validate.user_id(id), ip, ttl, changes))
+        ``changes``; the old session is deleted (a session of another user with its data).
+        The sign-in records its device: a new handle, the time, ``user_agent`` (cut to 512
+        characters) where Node never looks (see ``devices``)."""
+        session = self._drive(self._rotate(app, token, validate.user_id(id), ip, ttl, changes,
+                                           user_agent))
         assert session is not None
         return session
 
@@ -250,9 +255,27 @@ class RedisSessions(Operations):
         exist."""
         return self._drive(self._kill(app, token))
 
-    def killsoid(self, app: str, id: str | int) -> int:
-        """Remove every session of user ``id``; returns how many there were."""
-        return self._drive(self._killsoid(app, id))
+    def killsoid(self, app: str, id: str | int, keep: str | None = None) -> int:
+        """Remove every session of user ``id``; returns how many there were. With ``keep`` (a
+        token), every session but that one, in one atomic script, and only when ``keep`` is a
+        live session of ``id`` (a device that was logged out cannot log the others out: 0)."""
+        return self._drive(self._killsoid(app, id, keep))
+
+    def devices(self, app: str, id: str | int, current: str | None = None, *,
+                only_current: bool = False) -> list[Session]:
+        """The devices of user ``id``: one record per live session, ``{"handle", "current",
+        "ip", "last_active", "signed_in", "user_agent"}`` (times in unix seconds; ``signed_in``
+        and ``user_agent`` None when unknown, as for a session Node created). ``current`` (a
+        token) marks that session's device (``only_current``: its record alone, [] when it is
+        no live session of ``id``). No token is in a record: ``handle`` names the device
+        (``redis_sessions.devices.Device.from_record`` makes a typed ``Device``)."""
+        return self._drive(self._devices(app, id, current, only_current))
+
+    def killdevice(self, app: str, id: str | int, handle: str, *, by: str | None = None) -> int:
+        """End the session of user ``id`` whose device handle is ``handle``: 1, or 2 when that
+        session was ``by`` itself; 0 when ``id`` has no such device, or when ``by`` (the
+        requesting session's token) is not a live session of ``id`` (nothing is ended then)."""
+        return self._drive(self._killdevice(app, id, handle, by))
 
     def killall(self, app: str) -> int:
         """Remove every session of ``app`` (in bounded steps); returns how many there were."""

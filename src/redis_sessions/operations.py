@@ -27,6 +27,7 @@ from . import core, scripts, validate
 from ._constants import (
     DEFAULT_REPLICAS,
     DEFAULT_WAIT_MS,
+    DEVICE_HANDLE_BYTES,
     MAX_DATA_BYTES,
     MAX_DATA_KEYS,
     ROTATION_GRACE,
@@ -52,6 +53,9 @@ _MAX_APP_CONTEXTS = 1024
 # Script replies besides a session (scripts/_lib.lua): a rotated token; a change forwarded to it
 _ROTATED = 2
 _FORWARDED = 3
+#: killdevice's answers: a session was ended; the one ended was the requester's own
+DEVICE_ENDED = 1
+DEVICE_ENDED_SELF = 2
 
 
 # (replicas, timeout in ms): after the step's writes, WAIT on the same connection until that many
@@ -280,6 +284,10 @@ def _sessions_with_tokens(flat: list[Any]) -> list[Session]:
     return out
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
@@ -465,11 +473,14 @@ class Operations:
         raise BackendError("could not find an unused token")
 
     def _rotate(self, app: str, token: str | None, user: str, ip: str, ttl: int | None,
-                changes: Sequence[bytes]) -> Op[Session | None]:
-        """upgrade (``user`` given) or regenerate (``user`` ""), in one script."""
+                changes: Sequence[bytes], user_agent: str | None = None) -> Op[Session | None]:
+        """upgrade (``user`` given: a sign-in, which records its device under a new random
+        handle) or regenerate (``user`` "": the device is carried over), in one script."""
         ctx = self._app(app)
         old = "" if token is None else _check_token(token)
         address = validate.ip(ip)
+        agent = validate.user_agent(user_agent)
+        handle = secrets.token_hex(DEVICE_HANDLE_BYTES) if user else ""
         if user:
             user = validate.user_id(user)
         if ttl is not None:
@@ -479,14 +490,16 @@ class Operations:
         if cache is not None:
             cache.drop(app, old)
         try:
-            return (yield from self._rotate_steps(app, ctx, old, user, address, ttl, changes))
+            return (yield from self._rotate_steps(app, ctx, old, user, address, ttl, changes,
+                                                  agent, handle))
         finally:
             if cache is not None:  # again: a get() that read meanwhile may not cache the old
                 cache.drop(app, old)
 
     def _rotate_steps(self, app: str, ctx: AppContext | ClusterApp, old: str, user: str,
-                      address: str, ttl: int | None, changes: Sequence[bytes]
-                      ) -> Op[Session | None]:
+                      address: str, ttl: int | None, changes: Sequence[bytes], agent: str,
+                      handle: str) -> Op[Session | None]:
+        """_rotate's calls (between its two cache invalidations)."""
         source = ctx.of_token(old) if old else None
         if user:
             target = ctx.of_user(user)
@@ -513,7 +526,7 @@ class Operations:
                     (*target.token_keys(old or new), target.session_prefix + new,
                      target.anonymous_prefix + new),
                     (old, new, user, address, "" if ttl is None else ttl, ROTATION_GRACE,
-                     *self.limits, base, *changes), self.wait,
+                     *self.limits, base, agent, handle, *changes), self.wait,
                 )
             except SessionError as exc:
                 _retry_on_collision(exc)
@@ -540,16 +553,23 @@ class Operations:
             if cache is not None:  # again: a get() that read meanwhile may not cache it back
                 cache.drop(app, token)
 
-    def _killsoid(self, app: str, id: str | int) -> Op[int]:
-        """Every session of the id, KILL_CHUNK per script (one script for most users)."""
+    def _killsoid(self, app: str, id: str | int, keep: str | None = None) -> Op[int]:
+        """Every session of the id, KILL_CHUNK per script (one script for most users); with
+        ``keep``, every one but that token in ONE script, and only when ``keep`` is a live
+        session of the id (0 otherwise)."""
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
+        kept = "" if keep is None else _check_token(keep)
         slot = ctx.of_user(user)
         total = 0
         with self._flushing():
+            if kept:
+                killed, _ = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
+                                            (user, KILL_CHUNK, kept), self.wait)
+                return int(killed)
             for _ in range(1_000_000):  # bounded: each call removes what it picked
                 killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
-                                               (user, KILL_CHUNK), self.wait)
+                                               (user, KILL_CHUNK, ""), self.wait)
                 total += int(killed)
                 if not int(left):
                     break
@@ -586,6 +606,55 @@ class Operations:
             total += sum(int(reply[0]) for reply in replies)
             pending = [ctx for ctx, reply in zip(pending, replies) if int(reply[1]) >= KILL_CHUNK]
         return total
+
+    def _devices(self, app: str, id: str | int, current: str | None, only_current: bool
+                 ) -> Op[list[Session]]:
+        """The live sessions of the id as device records (devices.lua), PAGE per script; with
+        ``only_current``, the device of ``current`` alone ([] when it is no session of the id).
+        """
+        ctx = self._app(app)
+        user = validate.user_id(id, max_length=None)
+        token = "" if current is None else _check_token(current)
+        slot = ctx.of_user(user)
+        key = slot.user_prefix + user
+        records: dict[str, Session] = {}  # by handle: SSCAN may give a session twice
+        cursor: Arg = "0"
+        for _ in range(1_000_000):  # bounded: SSCAN ends
+            reply = yield slot.call(scripts.DEVICES, (key,),
+                                    (cursor, PAGE, token, "1" if only_current else "0"))
+            cursor = reply[0]
+            flat = reply[1:]
+            for i in range(0, len(flat), 6):
+                handle = _text(flat[i])
+                records[handle] = {
+                    "handle": handle, "current": flat[i + 1] == 1, "ip": _text(flat[i + 2]),
+                    "last_active": int(flat[i + 3]),
+                    "signed_in": None if flat[i + 4] is None else int(flat[i + 4]),
+                    "user_agent": None if flat[i + 5] is None else _text(flat[i + 5]),
+                }
+            if cursor in (b"0", "0"):
+                break
+        return list(records.values())
+
+    def _killdevice(self, app: str, id: str | int, handle: str, by: str | None) -> Op[int]:
+        """End the session of the id whose device handle is ``handle`` (killdevice.lua, page by
+        page until found): DEVICE_ENDED, DEVICE_ENDED_SELF (it was ``by``), or 0 (no such
+        device, or ``by`` is not a live session of the id: nothing ended)."""
+        ctx = self._app(app)
+        user = validate.user_id(id, max_length=None)
+        handle = validate.device_handle(handle)
+        requester = "" if by is None else _check_token(by)
+        slot = ctx.of_user(user)
+        key = slot.user_prefix + user
+        cursor: Arg = "0"
+        with self._flushing():
+            for _ in range(1_000_000):  # bounded: SSCAN ends
+                status, cursor = yield slot.call(scripts.KILLDEVICE, (key,),
+                                                 (user, cursor, handle, PAGE, requester),
+                                                 self.wait)
+                if int(status) != 0 or cursor in (b"0", "0"):
+                    return max(int(status), 0)
+        return 0
 
     def _soid_listing(self, app: str, id: str | int, page: int = PAGE) -> SoidListing:
         """The state of a paged soid (SSCAN over the user's token set)."""

@@ -26,6 +26,7 @@ from . import core, validate
 from ._constants import DEFAULT_TTL, MIN_TTL
 from .cookies import CookieOptions, cookie_value
 from .cookies import secret_keys as _secret_keys
+from .devices.model import Device, from_records
 from .errors import (
     BackendError,
     BackendUnsupported,
@@ -35,6 +36,7 @@ from .errors import (
     ValidationError,
     key_not_text,
 )
+from .operations import DEVICE_ENDED_SELF
 
 if TYPE_CHECKING:
     from .aio import AsyncRedisSessions
@@ -97,6 +99,9 @@ class SessionHandler:
     Node's model (data is kept only once ``upgrade()`` made the session a user's).
     ``anonymous_ttl`` (default ``ttl``): seconds an anonymous session lives after its last use.
     ``codec`` converts each top-level value to JSON and back (None: values are JSON already).
+    ``on_sign_in(session, device)`` is called after each sign-in (``upgrade()`` and the
+    framework logins that call it) with the session and its ``Device``, e.g. to mail "new
+    sign-in from Chrome on Windows"; its errors are logged, never raised (the sign-in is done).
     """
 
     #: the Session class built for each request (adapters may use a subclass)
@@ -117,7 +122,11 @@ class SessionHandler:
         anonymous: bool = True,
         anonymous_ttl: int | None = None,
         codec: Codec | None = None,
+        on_sign_in: Callable[[Session, Device], object] | None = None,
     ) -> None:
+        if on_sign_in is not None and not callable(on_sign_in):
+            raise TypeError("on_sign_in must be a callable(session, device)")
+        self.on_sign_in = on_sign_in
         if callable(app_name):
             self._app_name: str | None = None
             self._app_name_of: Callable[[Mapping[str, Any]], str | None] | None = app_name
@@ -224,6 +233,25 @@ class SessionHandler:
         if op == COOKIE_SET and session._token is not None:
             return self.cookie.set_header(self.cookie.name(session.app), self.cookie_value(session))
         return self.cookie.expire_header(self.cookie.name(session.app))
+
+    # -- sign-in notice ------------------------------------------------------------------------
+
+    def notices_sign_in(self) -> bool:
+        """Whether a sign-in is announced (someone listens): then the session's ``Device`` is
+        read right after it (one more round trip)."""
+        return self.on_sign_in is not None
+
+    def signed_in(self, session: Session, device: Device) -> object:
+        """Announce a sign-in: call ``on_sign_in``; what it returns (an awaitable, from an async
+        callback) is returned. Its errors are logged: the sign-in happened already."""
+        if self.on_sign_in is None:
+            return None
+        try:
+            return self.on_sign_in(session, device)
+        except Exception:
+            logger.exception("on_sign_in failed for a sign-in of user %r in app %s",
+                             session.user_id, session.app)
+            return None
 
     # -- backend health ------------------------------------------------------------------------
 
@@ -600,26 +628,46 @@ class Session(MutableMapping):
                     changes += core.encode_changes({key: None})
         return changes
 
-    def upgrade(self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None
-                ) -> Session:
+    def upgrade(self, user_id: str | int, ttl: int | None = None, *, ip: str | None = None,
+                user_agent: str | None = None) -> Session:
         """Log ``user_id`` in: one atomic script moves the stored data of this session (when
         anonymous, or the same user's) plus this request's unsaved changes into a new user
         session under a new token (never the incoming one), sent in Set-Cookie; the old session
-        is deleted. A session of another user is killed with its data."""
-        return self._drive(self._upgrade_op(user_id, ttl, ip))
+        is deleted. A session of another user is killed with its data. The sign-in records its
+        device (``user_agent``, default the request's User-Agent header) and is announced to
+        the handler's ``on_sign_in``."""
+        handler = self._handler
+        device = self._drive(self._upgrade_op(user_id, ttl, ip, user_agent,
+                                              handler.notices_sign_in()))
+        if device is not None:
+            handler.signed_in(self, device)
+        return self
 
-    def _upgrade_op(self, user_id: str | int, ttl: int | None, ip: str | None
-                    ) -> SessionOp[Session]:
+    def _upgrade_op(self, user_id: str | int, ttl: int | None, ip: str | None,
+                    user_agent: str | None = None, notice: bool = False
+                    ) -> SessionOp[Device | None]:
+        """The sign-in; with ``notice``, the new session's Device read afterwards (None when
+        that read fails: the sign-in stands and the failure is logged)."""
         yield from self._ensure_loaded()
         handler = self._handler
         user_id = validate.user_id(user_id)
         ttl = handler.ttl if ttl is None else _clamp_ttl(ttl, "upgrade()")
         address = handler.client_ip(self._environ) if ip is None else validate.ip(ip)
+        agent = validate.user_agent(self._environ.get("HTTP_USER_AGENT") if user_agent is None
+                                    else user_agent)
         other_user = self._meta is not None and self._meta["id"] != user_id
         changes = [] if other_user else self._pending()
-        found = yield ("upgrade", (self.app, self._token, user_id, address, ttl, changes), {})
+        found = yield ("upgrade", (self.app, self._token, user_id, address, ttl, changes),
+                       {"user_agent": agent})
         self._become(found)
-        return self
+        if not notice:
+            return None
+        try:
+            return (yield from self._current_device_op())
+        except BackendError as exc:
+            logger.warning("the sign-in of user %r in app %s is not announced: %s", user_id,
+                           self.app, exc)
+            return None
 
     def regenerate(self) -> Session:
         """A new token for the same session (kind, user, data, expiry; copied inside Redis,
@@ -689,16 +737,74 @@ class Session(MutableMapping):
         the Redis error is raised (the cookie expired)."""
         return self._drive(self._destroyall_op())
 
+    def _check_user_known(self) -> None:
+        """A logout of a user's sessions needs the user id, which a failed load could not tell:
+        raise that failure rather than report nothing to end."""
+        if self._lost_token is not None and self._backend_error is not None:
+            raise self._backend_error
+
     def _destroyall_op(self) -> SessionOp[int]:
         token = yield from self._logout_token()
         if self._meta is None:
             if token is not None and self._backend_error is not None:
-                self._forget()
-                raise self._backend_error
+                self._forget()  # the load failed: the cookie is expired, the failure raised
+            self._check_user_known()
             return 0
         user = self._meta["id"]
         self._forget()
         return (yield ("killsoid", (self.app, user), {}))
+
+    # -- devices -------------------------------------------------------------------------------
+
+    def devices(self) -> list[Device]:
+        """This user's signed-in sessions as ``Device``s, this one (``current``) first, then the
+        most recently active; [] while anonymous. No token is in a Device."""
+        return self._drive(self._devices_op())
+
+    def _devices_op(self) -> SessionOp[list[Device]]:
+        yield from self._ensure_loaded()
+        if self._meta is None:
+            return []
+        records = yield ("devices", (self.app, self._meta["id"]), {"current": self._token})
+        return from_records(records)
+
+    def _current_device_op(self) -> SessionOp[Device | None]:
+        """This session's own Device (None while anonymous)."""
+        if self._meta is None or self._token is None:
+            return None
+        records = yield ("devices", (self.app, self._meta["id"]),
+                         {"current": self._token, "only_current": True})
+        return from_records(records)[0] if records else None
+
+    def destroydevice(self, handle: str) -> int:
+        """End one of this user's sessions, named by its ``Device.handle``: 1, or 0 when the
+        handle is not one of this user's devices (another user's included) or this session is
+        not a signed-in one. Ending this session's own device logs it out (as ``destroy()``)."""
+        return self._drive(self._destroydevice_op(handle))
+
+    def _destroydevice_op(self, handle: str) -> SessionOp[int]:
+        if not validate.is_device_handle(handle):  # form input: not one of them
+            return 0
+        yield from self._ensure_loaded()
+        if self._meta is None or self._token is None:
+            self._check_user_known()
+            return 0
+        ended = yield ("killdevice", (self.app, self._meta["id"], handle), {"by": self._token})
+        if ended == DEVICE_ENDED_SELF:
+            self._forget()
+        return 1 if ended else 0
+
+    def destroyothers(self) -> int:
+        """End every session of this user but this one, in one atomic script; returns how many
+        were ended (0 when this session is not a signed-in one any more)."""
+        return self._drive(self._destroyothers_op())
+
+    def _destroyothers_op(self) -> SessionOp[int]:
+        yield from self._ensure_loaded()
+        if self._meta is None or self._token is None:
+            self._check_user_known()
+            return 0
+        return (yield ("killsoid", (self.app, self._meta["id"]), {"keep": self._token}))
 
     def soid(self) -> list[dict]:
         """The sessions of this user id (each with its ``token``); [] while anonymous."""

@@ -11,12 +11,23 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TypeGuard
 
-from ._constants import MAX_ID_LENGTH, MAX_IP_LENGTH, MAX_SESSIONS, MAX_TTL, MIN_TTL
+from ._constants import (
+    DEVICE_HANDLE_BYTES,
+    MAX_ID_LENGTH,
+    MAX_IP_LENGTH,
+    MAX_SESSIONS,
+    MAX_TTL,
+    MAX_USER_AGENT,
+    MIN_TTL,
+)
 from .errors import ValidationError
 
 _APP = re.compile(r"[A-Za-z0-9_-]{3,20}")
 _TOKEN = re.compile(r"[A-Za-z0-9]{64}")
 _LINE_BREAK = re.compile(r"[\n\r\u2028\u2029]")
+_HANDLE = re.compile(f"[0-9a-f]{{{2 * DEVICE_HANDLE_BYTES}}}")
+# what a stored User-Agent never keeps: control characters and lone surrogates
+_NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 def _missing(value: object) -> bool:
     return value is None or value == ""
@@ -129,6 +140,29 @@ def data(value: object) -> Mapping[str, object]:
         raise ValidationError("invalidValue", "d must be an object")
     if not value:
         raise ValidationError("invalidValue", "d must containt at least one key.")
+    return value
+
+
+def user_agent(value: object) -> str:
+    """A User-Agent to record with a sign-in: its first MAX_USER_AGENT characters, control
+    characters and lone surrogates replaced by "?" ("" records none)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError("invalidFormat", "Invalid user agent format")
+    return _NOT_PRINTABLE.sub("?", value[:MAX_USER_AGENT])
+
+
+def is_device_handle(value: object) -> TypeGuard[str]:
+    """Whether ``value`` has the form of a device handle (no exception: for form input)."""
+    return isinstance(value, str) and _HANDLE.fullmatch(value) is not None
+
+
+def device_handle(value: object) -> str:
+    if _missing(value):
+        raise ValidationError("missingParameter", "No device handle supplied")
+    if not is_device_handle(value):
+        raise ValidationError("invalidFormat", "Invalid device handle format")
     return value
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._constants import DEFAULT_TTL
+from .devices.model import Device
 from .errors import BackendError
 from .session import COOKIE_EXPIRE, ENVIRON_KEY, Session, SessionHandler
 
@@ -37,7 +38,7 @@ class SessionMiddleware(SessionHandler):
     """Sessions of Node's redis-sessions for a WSGI app; see ``SessionHandler`` for the options:
     ``app_name, sessions=None, redis=None, ttl=7200, cookie=None, secret_keys=None,
     trust_proxy=False, on_backend_error="anonymous", lazy=True, anonymous=True,
-    anonymous_ttl=None``."""
+    anonymous_ttl=None, on_sign_in=None``."""
 
     def __init__(
         self,
@@ -54,11 +55,12 @@ class SessionMiddleware(SessionHandler):
         lazy: bool = True,
         anonymous: bool = True,
         anonymous_ttl: int | None = None,
+        on_sign_in: Callable[[Session, Device], object] | None = None,
     ) -> None:
         super().__init__(
             app_name=app_name, sessions=sessions, redis=redis, ttl=ttl, cookie=cookie,
             secret_keys=secret_keys, trust_proxy=trust_proxy, on_backend_error=on_backend_error,
-            lazy=lazy, anonymous=anonymous, anonymous_ttl=anonymous_ttl,
+            lazy=lazy, anonymous=anonymous, anonymous_ttl=anonymous_ttl, on_sign_in=on_sign_in,
         )
         self.wsgi_app = wsgi_app
 

@@ -921,3 +921,57 @@ def test_anonymous_sessions_are_invisible_to_node(rs, node, redis_client, namesp
     assert node.get(APP, upgraded["token"])["d"] == {"cart": [1, 2]}
     assert node.get(APP, anonymous) is None
     assert user != anonymous
+
+
+# --------------------------------------------------------------------------------------------
+# "Your devices" with Node on the same Redis: Node's sessions are unknown devices, and what a
+# Python sign-in records (beside Node's fields) never disturbs Node
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+
+def test_node_sessions_are_unknown_devices_python_can_end(sides, redis_client, namespace):
+    from redis_sessions.devices import from_records
+
+    rs, node = sides["python"], sides["node"]
+    signed_in = rs.upgrade(APP, None, "user30", "10.0.0.30", user_agent=FIREFOX)["token"]
+    node_token = node.create(APP, "user30", "10.0.0.31", ttl=3600)
+    devices = from_records(rs.devices(APP, "user30", signed_in))
+    assert [d.label for d in devices] == ["Firefox 133 on Linux", "Unknown device"]
+    unknown = devices[1]
+    assert unknown.ip == "10.0.0.31" and unknown.user_agent is None
+    created = int(TOKEN_RE.fullmatch(node_token).group(1), 36) // 1000
+    assert unknown.signed_in is not None and int(unknown.signed_in.timestamp()) == created
+    assert node_token not in repr(devices)
+    # Python ends the Node session by its handle, from the signed-in device: Node sees it gone
+    assert rs.killdevice(APP, "user30", unknown.handle, by=signed_in) == 1
+    assert node.get(APP, node_token) is None
+    assert [s["id"] for s in node.soid(APP, "user30")] == ["user30"]
+
+
+def test_node_reads_and_writes_a_python_sign_in_keeping_its_device(sides, redis_client,
+                                                                   namespace):
+    rs, node = sides["python"], sides["node"]
+    token = rs.upgrade(APP, None, "user31", "10.0.0.32", user_agent=FIREFOX)["token"]
+    [before] = rs.devices(APP, "user31", token)
+    got = node.get(APP, token)
+    assert got["id"] == "user31" and got["ip"] == "10.0.0.32"
+    assert node.set(APP, token, {"theme": "dark"})["d"] == {"theme": "dark"}
+    [after] = rs.devices(APP, "user31", token)
+    assert after["handle"] == before["handle"] and after["user_agent"] == FIREFOX
+    assert after["signed_in"] == before["signed_in"] and after["current"]
+    # Node's kill of that session removes it whole, our fields included
+    assert node.kill(APP, token) == 1
+    assert redis_client.exists(f"{namespace}:{APP}:{token}") == 0
+    assert rs.devices(APP, "user31") == []
+
+
+def test_log_out_other_devices_ends_node_sessions_too(sides, redis_client, namespace):
+    rs, node = sides["python"], sides["node"]
+    keep = rs.upgrade(APP, None, "user32", "10.0.0.33", user_agent=FIREFOX)["token"]
+    others = [node.create(APP, "user32", "10.0.0.34") for _ in range(3)]
+    assert rs.killsoid(APP, "user32", keep=keep) == 3
+    assert all(node.get(APP, t) is None for t in others)
+    assert [s["id"] for s in node.soid(APP, "user32")] == ["user32"]
+    assert node.activity(APP, 600) >= 1

@@ -140,7 +140,8 @@ def test_ls_streams_every_session_past_the_first_rows(rs: RedisSessions, redis_u
     from redis_sessions.cli import main
 
     load(redis.Redis.from_url(redis_url), namespace, 250, 250)
-    assert main(["ls", APP, "--redis-url", redis_url, "--namespace", namespace]) == 0
+    assert main(["ls", APP, "--redis-url", redis_url, "--namespace", namespace,
+                 "--show-tokens"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + 250 + 1 and lines[-1] == f"250 sessions of {APP} active in the last 600s"
     assert len({line.split()[0] for line in lines[1:-1]}) == 250

@@ -1,11 +1,12 @@
-"""The URLconf of the Django test project: auth, messages, the admin and a few session views."""
+"""The URLconf of the Django test project: auth, messages, the admin, the devices pages and a few
+session views."""
 
 from django.contrib import admin, messages
 from django.contrib.auth import logout, update_session_auth_hash
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
-from django.urls import path
+from django.urls import include, path
 
 
 def whoami(request: HttpRequest) -> HttpResponse:
@@ -57,4 +58,5 @@ urlpatterns = [
     path("put/", put),
     path("expiry/", expiry),
     path("admin/", admin.site.urls),
+    path("account/devices/", include("redis_sessions.devices.django.urls")),
 ]

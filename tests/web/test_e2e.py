@@ -13,7 +13,6 @@ import pytest
 
 from redis_sessions import core
 from redis_sessions.demo import make_app, serving
-from redis_sessions.demo.app import handle
 
 APP = "e2eapp"
 
@@ -47,11 +46,12 @@ class Jar:
 
     @property
     def user(self) -> str:
-        return re.search(r'<main data-user="([^"]*)">', self.page).group(1)
+        return re.search(r'<main class="rs-devices" data-user="([^"]*)">', self.page).group(1)
 
     @property
     def rows(self) -> list[tuple[str, str]]:
-        return re.findall(r'<tr data-session="([0-9a-f]+)" data-this="([01])">', self.page)
+        return re.findall(r'<li class="rs-device[^"]*" data-session="([0-9a-f]+)" '
+                          r'data-this="([01])">', self.page)
 
     @property
     def cookie(self):
@@ -79,29 +79,32 @@ def test_two_browsers_one_user_logout_one_then_all(site, rs):
     assert laptop.cookie.value != phone.cookie.value
     assert {s["token"] for s in rs.soid(APP, "alice")} == {laptop.cookie.value, phone.cookie.value}
 
-    # both sessions listed, with browser, IP and this-device marker
+    # both devices listed, with browser, IP and this-device marker
     assert laptop.open("/") == 200
     assert sorted(this for _, this in laptop.rows) == ["0", "1"]
-    assert "Firefox on Linux" in laptop.page and "Safari on iOS" in laptop.page
-    assert "127.0.0.1" in laptop.page and "(this device)" in laptop.page
-    assert "2 users active" in laptop.page
+    assert "Firefox 120 on Linux" in laptop.page and "Mobile Safari on iOS 17" in laptop.page
+    assert "127.0.0.1" in laptop.page and "This device</span>" in laptop.page
+    assert "<strong>2</strong>users active" in laptop.page
     # page views are session writes: the page after login, and two more
     laptop.open("/")
     assert rs.get(APP, laptop.cookie.value)["d"]["visits"] == 3
-    assert "This session has 3 page views" in laptop.page
+    assert "<strong>3</strong>page views in this session" in laptop.page
 
     # log the phone out from the laptop: the phone becomes anonymous, its cookie expires
-    phone_handle = handle(phone.cookie.value)
-    assert (phone_handle, "0") in laptop.rows
-    assert laptop.post("/kill", session=phone_handle) == 200
-    assert laptop.user == "alice" and laptop.rows == [(handle(laptop.cookie.value), "1")]
+    handles = {r["current"]: r["handle"] for r in rs.devices(APP, "alice", laptop.cookie.value)}
+    assert (handles[False], "0") in laptop.rows
+    assert laptop.post("/kill", device=handles[False]) == 200
+    assert laptop.user == "alice" and laptop.rows == [(handles[True], "1")]
     assert phone.open("/") == 200 and phone.user == "" and phone.cookie is None
+    assert "You were logged out on this device" in phone.page
     assert len(rs.soid(APP, "bob")) == 1
 
     # log out everywhere: every alice browser is anonymous, bob is untouched
     assert phone.post("/login", user="alice") == 200
     assert laptop.open("/") == 200 and len(laptop.rows) == 2
-    assert laptop.post("/logout-all") == 200 and laptop.user == "" and laptop.cookie is None
+    assert laptop.post("/logout-all") == 200 and laptop.user == "alice"  # asks first
+    assert laptop.post("/logout-all", confirm="yes") == 200
+    assert laptop.user == "" and laptop.cookie is None
     assert phone.open("/") == 200 and phone.user == ""
     assert rs.soid(APP, "alice") == []
     assert other.open("/") == 200 and other.user == "bob"

@@ -1,8 +1,9 @@
 """A scripted walk through the running demo over real HTTP, as two browsers with cookie jars.
 
-``demo --check`` runs it: log in as one user id from two browsers, see both sessions listed, log
-the second browser out from the first, then log out everywhere. Any surprise raises
-``CheckFailed`` with what was expected.
+``demo --check`` runs it: log in as one user id from two browsers, see both devices listed, log
+the second browser out from the first (which is told so on its next visit), log out the other
+devices, then log out everywhere (after the confirmation). Any surprise raises ``CheckFailed``
+with what was expected.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from urllib.request import HTTPCookieProcessor, Request, build_opener
 
 __all__ = ["Browser", "CheckFailed", "run_check"]
 
-_USER = re.compile(r'<main data-user="([^"]*)">')
+_USER = re.compile(r'<main class="rs-devices" data-user="([^"]*)">')
 _CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]*)">')
-_ROW = re.compile(r'<tr data-session="([0-9a-f]+)" data-this="([01])">')
+_ROW = re.compile(r'<li class="rs-device[^"]*" data-session="([0-9a-f]+)" data-this="([01])">')
+#: what a browser logged out from elsewhere is told on its next visit
+ENDED_NOTE = "You were logged out on this device"
 
 
 class CheckFailed(AssertionError):
@@ -73,7 +76,7 @@ class Browser:
 
     @property
     def sessions(self) -> list[tuple[str, bool]]:
-        """(handle, this device) of each session the last page lists."""
+        """(handle, this device) of each device the last page lists."""
         return [(h, this == "1") for h, this in _ROW.findall(self.html)]
 
     def cookie(self, name: str) -> str | None:
@@ -92,8 +95,11 @@ def _expect(condition: bool, what: str, browser: Browser) -> None:
 def run_check(base_url: str, app_name: str, report: Callable[[str], None] = print) -> None:
     """Walk through the demo at ``base_url``; raises ``CheckFailed`` at the first surprise."""
     user = "check-" + secrets.token_hex(4)
-    laptop = Browser(base_url, "redis-sessions-check/1 (laptop)")
-    phone = Browser(base_url, "redis-sessions-check/1 (phone)")
+    laptop = Browser(base_url, "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 "
+                     "Firefox/133.0")
+    phone = Browser(base_url, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) "
+                    "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 "
+                    "Safari/604.1")
 
     laptop.get("/")
     _expect(laptop.status == 200 and laptop.user == "", "the first page is the login form", laptop)
@@ -106,22 +112,36 @@ def run_check(base_url: str, app_name: str, report: Callable[[str], None] = prin
     laptop.get("/")
     listed = laptop.sessions
     _expect(len(listed) == 2 and sum(this for _, this in listed) == 1,
-            "both sessions listed, one marked as this device", laptop)
-    report("ok  both sessions listed, this device marked")
+            "both devices listed, one marked as this device", laptop)
+    _expect("Firefox 133 on Linux" in laptop.html and "Mobile Safari 17 on iOS 17"
+            in laptop.html, "both devices named from their User-Agents", laptop)
+    report("ok  both devices listed, this device marked")
 
     other = next(h for h, this in listed if not this)
-    laptop.post("/kill", session=other)
-    _expect(laptop.user == user and len(laptop.sessions) == 1, "one session left", laptop)
+    laptop.post("/kill", device=other)
+    _expect(laptop.user == user and len(laptop.sessions) == 1, "one device left", laptop)
     phone.get("/")
     _expect(phone.user == "" and phone.cookie(app_name) is None,
             "the phone is logged out and its cookie gone", phone)
-    report("ok  logged the phone out from the laptop; the phone is anonymous")
+    _expect(ENDED_NOTE in phone.html, "the phone is told it was logged out", phone)
+    report("ok  logged the phone out from the laptop; the phone is told so")
+
+    phone.login(user)
+    laptop.get("/")
+    laptop.post("/logout-others")
+    _expect(laptop.user == user and len(laptop.sessions) == 1, "only the laptop left", laptop)
+    phone.get("/")
+    _expect(phone.user == "", "log out other devices reached the phone", phone)
+    report("ok  logged out the other devices")
 
     phone.login(user)
     laptop.get("/")
     laptop.post("/logout-all")
+    _expect(laptop.user == user and "Log out everywhere?" in laptop.html,
+            "log out everywhere asks first", laptop)
+    laptop.post("/logout-all", confirm="yes")
     _expect(laptop.user == "" and laptop.cookie(app_name) is None, "the laptop is logged out",
             laptop)
     phone.get("/")
-    _expect(phone.user == "", "log out on all devices reached the phone", phone)
-    report("ok  logged out on all devices")
+    _expect(phone.user == "", "log out everywhere reached the phone", phone)
+    report("ok  logged out everywhere, after confirming")

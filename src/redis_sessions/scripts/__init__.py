@@ -24,12 +24,12 @@ from ..errors import BackendUnsupported
 Arg = bytes | str | int
 
 # functions that only read: Redis lets them run when it is out of memory
-_READ_ONLY = ("soid", "soapp", "activity")
+_READ_ONLY = ("soid", "soapp", "activity", "devices")
 # functions that only delete (a logout, the wipe): flagged to run when Redis is out of memory too,
 # so a logout happens at maxmemory under noeviction, where every other write is refused
-_ALLOW_OOM = ("kill", "killsoid", "killall", "wipe")
+_ALLOW_OOM = ("kill", "killsoid", "killall", "killdevice", "wipe")
 _NAMES = ("create", "create_anonymous", "rotate", "get", "set", "kill", "killsoid", "killall",
-          "soid", "soapp", "activity", "wipe", "take")
+          "soid", "soapp", "activity", "wipe", "take", "devices", "killdevice")
 
 
 def _read(name: str) -> bytes:
@@ -158,3 +158,5 @@ SOAPP = Script("soapp")
 ACTIVITY = Script("activity")
 WIPE = Script("wipe", retry_safe=False)  # cluster layout: one bucket's expired sessions
 TAKE = Script("take", retry_safe=False)  # cluster layout: a log-in's first step
+DEVICES = Script("devices")
+KILLDEVICE = Script("killdevice", retry_safe=False)

@@ -416,12 +416,36 @@ local function merge(stored, first)
   return table.concat(parts), count
 end
 
+-- The device of a user session, as recorded at sign-in (rotate): 'dv' its handle (random, made
+-- by the client), 'si' the sign-in time (unix seconds), 'ua' the User-Agent. Node never reads
+-- these fields. A session signed in without them (Node made it, or create()) is named by a
+-- digest of its token, which no one can turn back into the token, and signed in when its token
+-- was made (Node's tokens end with "Z" and the time in ms, base 36). Returns {dv, si, ua}
+-- (si and ua nil when unknown).
+local function device(key, token)
+  local v = redis.call('HMGET', key, 'dv', 'si', 'ua')
+  local si = tonumber(v[2])
+  if not si and string.sub(token, 56, 56) == 'Z' then
+    local ms = tonumber(string.sub(token, 57), 36)
+    if ms then si = math.floor(ms / 1000) end
+  end
+  return {dv = v[1] or string.sub(redis.sha1hex('rs-device:' .. token), 1, 24), si = si,
+          ua = v[3] or nil}
+end
+
 -- Start a user session in hash s.key (checks done by the caller): fields, token set, indexes.
+-- s.device (optional, as device() gives it) is recorded with it.
 local function store(s, token, now)
   local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', decimal(now),
                   'ttl', decimal(s.ttl)}
   if s.d then fields[#fields + 1] = 'd' ; fields[#fields + 1] = s.d end
   if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = '1' end
+  local dev = s.device
+  if dev then
+    fields[#fields + 1] = 'dv' ; fields[#fields + 1] = dev.dv
+    if dev.si then fields[#fields + 1] = 'si' ; fields[#fields + 1] = decimal(dev.si) end
+    if dev.ua then fields[#fields + 1] = 'ua' ; fields[#fields + 1] = dev.ua end
+  end
   redis.call('SADD', USER_PREFIX .. s.id, token)
   s.r, s.w, s.la, s.idle, s.new = 1, 1, now, 0, true
   touch(s, token, now, fields)
