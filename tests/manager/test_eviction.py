@@ -103,6 +103,9 @@ def test_kills_run_when_redis_is_out_of_memory(server, client) -> None:
     with RedisSessions(server.url, wipe=0) as rs:
         one, two = rs.create(APP, "alice", "10.0.0.1"), rs.create(APP, "alice", "10.0.0.2")
         three = rs.create(APP, "bob", "10.0.0.3")
+        phone, laptop, tablet = (rs.upgrade(APP, None, "erin", "10.0.0.6")["token"]
+                                 for _ in range(3))
+        handle = next(d["handle"] for d in rs.devices(APP, "erin", tablet) if d["current"])
         rs.create(APP, "carol", "10.0.0.4")
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)  # every write-flagged command is refused now
@@ -112,9 +115,11 @@ def test_kills_run_when_redis_is_out_of_memory(server, client) -> None:
             rs.create(APP, "dave", "10.0.0.5")
         assert rs.kill(APP, three) == 1
         assert rs.killsoid(APP, "alice") == 2
-        assert rs.killall(APP) == 1
+        assert rs.killdevice(APP, "erin", handle, by=phone) == 1  # "log out that device"
+        assert rs.killsoid(APP, "erin", keep=phone) == 1  # "log out the other devices"
+        assert rs.killall(APP) == 2
         client.config_set("maxmemory", 0)
-        assert [rs.get(APP, t) for t in (one, two, three)] == [None, None, None]
+        assert [rs.get(APP, t) for t in (one, two, three, phone, laptop, tablet)] == [None] * 6
 
 
 # -- the policy check ---------------------------------------------------------------------------

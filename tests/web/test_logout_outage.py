@@ -62,6 +62,11 @@ def routes(environ, start_response):
         body = f"logged out {session.destroy()}"
     elif path == "/logout-all":
         body = f"logged out everywhere {session.destroyall()}"
+    elif path == "/others":
+        try:
+            body = f"logged out elsewhere {session.destroyothers()}"
+        except BackendError:
+            body = "try again"
     elif path == "/careful-logout":
         try:
             body = f"logged out {session.destroy()}"
@@ -119,6 +124,20 @@ def test_wsgi_logout_everywhere_at_maxmemory_fails_visibly(rs, admin) -> None:
     memory_back(admin)
     assert client.get("/").text == "None"  # the browser dropped its cookie
     assert rs.get(APP, token) is not None  # not logged out: the app was told so
+
+
+def test_wsgi_logging_out_the_other_devices_at_maxmemory_fails_visibly(rs, admin) -> None:
+    """The load was refused, so the user is unknown: never a silent "0 devices logged out"."""
+    client = Client(SessionMiddleware(routes, app_name=APP, sessions=rs))
+    client.get("/login")
+    other = rs.create(APP, "alice", "10.0.0.2")
+    out_of_memory(admin)
+    response = client.get("/others")
+    assert response.text == "try again"  # the devices merge's code: "logged out elsewhere 0"
+    memory_back(admin)
+    assert rs.get(APP, other) is not None
+    assert client.get("/others").text == "logged out elsewhere 1"
+    assert rs.get(APP, other) is None
 
 
 # -- Flask with flask-login -----------------------------------------------------------------------
