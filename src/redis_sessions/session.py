@@ -744,10 +744,10 @@ class Session(MutableMapping):
             raise self._backend_error
 
     def _destroyall_op(self) -> SessionOp[int]:
-        token = yield from self._logout_token()
+        yield from self._logout_token()
         if self._meta is None:
-            if token is not None and self._backend_error is not None:
-                self._forget()  # the load failed: the cookie is expired, the failure raised
+            if self._lost_token is not None:  # the load failed: the user is unknown
+                self._forget()  # the cookie is expired, the failure raised below
             self._check_user_known()
             return 0
         user = self._meta["id"]
