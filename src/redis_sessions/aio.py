@@ -12,7 +12,7 @@ import inspect
 import os
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -39,6 +39,9 @@ from .cache import LocalCache
 from .errors import SessionError, ValidationError
 from .manager import CONNECT_TIMEOUT, DEFAULT_URL, SOCKET_TIMEOUT
 from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
+
+if TYPE_CHECKING:
+    from .manager import RedisSessions
 
 __all__ = ["AsyncRedisSessions"]
 
@@ -197,6 +200,31 @@ class AsyncRedisSessions(Operations):
         self.wipe_interval = wipe
         self._wiper: asyncio.Task[None] | None = None
 
+    @classmethod
+    def beside(cls, manager: RedisSessions) -> AsyncRedisSessions | None:
+        """An async manager for the Redis of a blocking ``manager`` (its address, auth, db,
+        TLS and timeouts), with its namespace and options, and its local cache shared (so a
+        write by either is never served stale from it); its wiper is the blocking one's. None
+        for a client whose settings it cannot mirror (Sentinel, Redis Cluster): build one."""
+        client = manager.client
+        if not isinstance(client, redis.Redis):
+            return None
+        pool = client.connection_pool
+        if isinstance(pool, redis.sentinel.SentinelConnectionPool):
+            return None
+        settings = dict(pool.connection_kwargs)
+        if issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
+            settings["unix_socket_path"] = settings.pop("path", None)
+        if issubclass(pool.connection_class, redis.SSLConnection):
+            settings["ssl"] = True
+        accepted = inspect.signature(redis.asyncio.Redis).parameters
+        twin = cls(redis.asyncio.Redis(**{k: v for k, v in settings.items() if k in accepted}),
+                   namespace=manager.namespace,
+                   **{**manager.options, "wipe": 0, "cache_time": 0})
+        twin._owns_client = True
+        twin.cache = manager.cache
+        return twin
+
     async def _drive(self, op: Op[T]) -> T:
         """Run one operation: each Redis call it yields is awaited on the wire; an error is
         thrown back into it (where a token collision is retried)."""
@@ -205,6 +233,8 @@ class AsyncRedisSessions(Operations):
         wire = self._wire
         try:
             step = next(op)
+            if not self._server_checked:
+                await self._drive(self._check_server())
             while True:
                 try:
                     if isinstance(step, Call):
@@ -357,9 +387,9 @@ class AsyncRedisSessions(Operations):
             if not self._wiper.get_loop().is_closed():
                 self._wiper.cancel()
             self._wiper = None
-        if self.cache is not None:
-            self.cache.close()
-        if self._twin is not None:
+        if self._twin is not None:  # the cache is this manager's own (not one it shares)
+            if self.cache is not None:
+                self.cache.close()
             self._twin.close()
         self._wire.close()
         if self._owns_client:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._constants import DEFAULT_TTL
 from .aio import AsyncRedisSessions
 from .devices.model import Device
-from .errors import SessionError
-from .session import COOKIE_KEEP, Session, SessionHandler, SessionOp
+from .errors import BackendError
+from .session import COOKIE_EXPIRE, COOKIE_KEEP, Session, SessionHandler, SessionOp
+from .session import drive_async as _drive
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -40,24 +41,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-async def _drive(session: Session, op: SessionOp[T]) -> T:
-    """Run a session operation against the async manager (``Session._drive``, awaited)."""
-    manager: Any = session._handler.manager
-    try:
-        name, args, kwargs = next(op)
-        while True:
-            try:
-                if session._backend_error is not None:  # one outage costs one timeout
-                    raise session._backend_error
-                result = await getattr(manager, name)(*args, **kwargs)
-            except SessionError as exc:
-                name, args, kwargs = op.throw(exc)
-            else:
-                name, args, kwargs = op.send(result)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 class AsyncSession(Session):
@@ -257,14 +240,18 @@ class SessionMiddleware(SessionHandler):
             nonlocal started
             if not started and (message["type"] == "http.response.start"
                                 or message["type"] == "websocket.accept"):
-                started = True
                 message = await self._headers(session, message)
+                started = True
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_cookie)
-        except BaseException:
+        except BaseException as exc:
             session.failed = True  # what was not saved yet is dropped
+            if isinstance(exc, BackendError) and not started and session.expiring \
+                    and kind == "http":
+                await self._unavailable(session, send, exc)
+                return
             raise
         if started and session.pending:
             await self._finish_late(session)
@@ -283,6 +270,17 @@ class SessionMiddleware(SessionHandler):
         if session.accessed and message["type"] == "http.response.start":
             _vary_cookie(headers)
         return message
+
+    async def _unavailable(self, session: Session, send: Send, exc: BackendError) -> None:
+        """503 with the cookie expired: a logout the app let fail (Redis down) must not leave
+        the browser holding its cookie."""
+        logger.error("session of app %s: logout failed, answering 503: %s", session.app, exc)
+        body = b"Service Unavailable: the session store could not be reached"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode()),
+                   (b"set-cookie", self.cookie_header(session, COOKIE_EXPIRE).encode("latin-1")),
+                   (b"vary", b"Cookie")]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def _finish_late(self, session: Session) -> None:
         """Save what changed after the response started (a streamed body, a websocket's life);

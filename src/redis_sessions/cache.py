@@ -9,6 +9,12 @@ A reply read from Redis is cached only if no invalidation of its key (nor a flus
 since just before the read (``ticket()`` then ``put(..., ticket)``): otherwise a reply read just
 before another process's kill() could land in the cache after the kill's message was handled,
 and the killed session would be served until the entry expires.
+
+This process's own writes (set, kill, killsoid, killall, upgrade, regenerate) drop their entries
+(or flush) before their script runs AND again once it returned or failed: a get() that read Redis
+while the script had not yet run then offers the old state with a ticket the second drop voids,
+so once a write returned no read in this process serves what it replaced, whatever the timing of
+its own pub/sub message. Other processes drop it when that message arrives.
 """
 
 from __future__ import annotations

@@ -9,12 +9,20 @@ django.contrib.auth's login turns the session into one of ``str(user.pk)`` (``Se
 recording the device (User-Agent, IP, time) and announcing it: the handler's ``on_sign_in`` (a
 callable or its dotted path in ``REDIS_SESSIONS``) and the ``device_signed_in`` signal
 (``redis_sessions.devices.django.signals``).
+
+Under Django's test runner and pytest-django (once ``setup_test_environment()`` ran) the sessions
+live apart from the developer's, as the test database does: in the namespace
+``REDIS_SESSIONS["test_namespace"]`` (default ``test_`` + the namespace, with the worker's suffix
+when tests run in parallel; None shares the namespace), emptied when first used and at exit.
+``flush_test_sessions()`` empties it between tests. The async methods (``aget``, ``aset``,
+``acycle_key``, ``aflush``, ...) run on an ``AsyncRedisSessions`` (``"async_sessions"``, else one
+built for the same Redis), never blocking the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -25,21 +33,58 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ._constants import MIN_TTL
+from .aio import AsyncRedisSessions
 from .devices.django.signals import device_signed_in
 from .devices.model import Device
 from .errors import SessionRotated
-from .session import Session, SessionHandler
+from .manager import RedisSessions
+from .session import Session, SessionHandler, SessionOp, drive_async
+from .testing import isolated, purge, worker_suffix
 
-__all__ = ["SessionStore", "handler", "app_name"]
+__all__ = ["SessionStore", "handler", "app_name", "flush_test_sessions"]
 
 logger = logging.getLogger("redis_sessions")
 
+T = TypeVar("T")
 _handler: SessionHandler | None = None
+_async_manager: AsyncRedisSessions | None = None
+
+
+def _under_tests() -> bool:
+    """Whether Django's test environment is set up (its test runner and pytest-django both
+    call ``setup_test_environment()``, which keeps its saved state here until teardown)."""
+    from django.test import utils
+
+    return hasattr(utils._TestState, "saved_data")
+
+
+def _test_namespace(namespace: str, options: dict[str, Any]) -> str | None:
+    """The namespace of a test run, named as Django names the test database: ``test_`` plus the
+    namespace, plus the worker's suffix under ``manage.py test --parallel`` and pytest-xdist."""
+    name = options.pop("test_namespace", f"test_{namespace}")
+    if name is None:
+        return None
+    from django.test import runner
+
+    worker = getattr(runner, "_worker_id", 0)
+    suffix = worker_suffix() or (str(worker) if worker else "")
+    return f"{name}_{suffix}" if suffix else name
+
+
+def flush_test_sessions() -> int:
+    """Remove every session of the test run (e.g. in ``tearDown`` or an autouse fixture, so no
+    session leaks from one test to the next, as the test database's rows do not); refused
+    outside a test run."""
+    manager = handler().manager
+    if not _under_tests() or not isinstance(manager, RedisSessions) \
+            or not manager.namespace.startswith("test_"):
+        raise RuntimeError("flush_test_sessions() empties a test run's namespace only")
+    return purge(manager)
 
 
 def handler() -> SessionHandler:
     """The SessionHandler built from ``settings.REDIS_SESSIONS`` (again after a settings change)."""
-    global _handler
+    global _handler, _async_manager
     if _handler is None:
         options = dict(getattr(settings, "REDIS_SESSIONS", None) or {})
         if not isinstance(options.get("app_name"), str):  # SessionStore never sees the request
@@ -55,7 +100,18 @@ def handler() -> SessionHandler:
         options.setdefault("ttl", settings.SESSION_COOKIE_AGE)
         if isinstance(options.get("on_sign_in"), str):
             options["on_sign_in"] = import_string(options["on_sign_in"])
-        _handler = SessionHandler(**options)
+        manager = options.pop("sessions", None)
+        if manager is None:
+            manager = RedisSessions(options.pop("redis", None))
+        async_manager = options.pop("async_sessions", None)
+        test_namespace = _test_namespace(manager.namespace, options)
+        if test_namespace is not None and _under_tests():
+            manager = isolated(manager, test_namespace)
+            async_manager = None  # built below, for the test namespace
+        if async_manager is None:
+            async_manager = AsyncRedisSessions.beside(manager)
+        _handler = SessionHandler(sessions=manager, **options)
+        _async_manager = async_manager
     return _handler
 
 
@@ -64,10 +120,24 @@ def app_name() -> str:
     return str(settings.REDIS_SESSIONS["app_name"])
 
 
+def async_manager() -> AsyncRedisSessions | None:
+    """The async manager of the async methods (None: they run the blocking one in a thread)."""
+    handler()
+    return _async_manager
+
+
+async def _adrive(session: Session, op: SessionOp[T]) -> T:
+    """Run a session operation from a coroutine: on the async manager, else in a thread."""
+    manager = async_manager()
+    if manager is None:
+        return await sync_to_async(session._drive)(op)
+    return await drive_async(session, op, manager)
+
+
 def _settings_changed(setting: str, **kwargs: Any) -> None:
-    global _handler
+    global _handler, _async_manager
     if setting in ("REDIS_SESSIONS", "SESSION_COOKIE_AGE"):
-        _handler = None
+        _handler = _async_manager = None
 
 
 class SessionStore(SessionBase):
@@ -116,6 +186,13 @@ class SessionStore(SessionBase):
         """Django's set_expiry; the session's Redis ttl follows (back to the default when
         ``value`` is None)."""
         super().set_expiry(value)
+        self._follow_expiry()
+
+    async def aset_expiry(self, value: Any) -> None:
+        await super().aset_expiry(value)  # loads the session through _aget_session
+        self._follow_expiry()
+
+    def _follow_expiry(self) -> None:
         session = self._session
         ttl = self._expiry_ttl()
         if ttl is None:
@@ -123,18 +200,34 @@ class SessionStore(SessionBase):
         if ttl != session.ttl:
             session.ttl = ttl
 
-    async def aset_expiry(self, value: Any) -> None:
-        await sync_to_async(self.set_expiry)(value)
+    async def _aget_session(self, no_load: bool = False) -> Session:  # type: ignore[override]
+        self.accessed = True
+        session = self._session_cache
+        if not session.loaded:
+            await _adrive(session, session._load_op())
+        return session
 
-    # -- SessionBase's storage contract --------------------------------------------------------
+    # -- SessionBase's storage contract (each written once, as an operation both drivers run) --
 
     def load(self) -> Session:
         session = self._session_cache
         session.reload()
         return session
 
+    async def aload(self) -> Session:
+        session = self._session_cache
+        await _adrive(session, session._reload_op())
+        return session
+
     def exists(self, session_key: str | None) -> bool:
         return bool(session_key) and handler().session(token=session_key).id is not None
+
+    async def aexists(self, session_key: str | None) -> bool:
+        if not session_key:
+            return False
+        session = handler().session(token=session_key)
+        await _adrive(session, session._load_op())
+        return session.token is not None
 
     def create(self) -> None:
         """Store the session now (a new one is stored empty); a stored one gets a new key."""
@@ -143,47 +236,85 @@ class SessionStore(SessionBase):
         else:
             self.cycle_key()
 
+    async def acreate(self) -> None:
+        if self._session_cache.token is None:
+            await self.asave(must_create=True)
+        else:
+            await self.acycle_key()
+
     def save(self, must_create: bool = False) -> None:
+        self._session_cache._drive(self._save_op(must_create))
+
+    async def asave(self, must_create: bool = False) -> None:
+        await _adrive(self._session_cache, self._save_op(must_create))
+
+    def _save_op(self, must_create: bool) -> SessionOp[None]:
         session = self._session_cache
         stored = session.token is not None
         if must_create and stored:
             raise CreateError
-        emptied = stored and session.user_id is None and not session
+        if stored:
+            yield from session._ensure_loaded()
+        emptied = stored and session._meta is None and not session._data
         if not stored or emptied:
             session.modified = True  # Django keeps a session stored even when it is empty
         try:
-            session.save()
+            yield from session._save_op()
         except SessionRotated:
             raise UpdateError from None  # Django answers SessionInterrupted (400)
         if stored and session.token is None and not emptied:
             raise UpdateError  # deleted meanwhile (a logout elsewhere)
 
-    def delete(self, session_key: str | None = None) -> None:
+    def _deleted(self, session_key: str | None) -> Session | None:
+        """The session delete(session_key) ends: this one, another one, or none."""
         session = self._session_cache
         if session_key is None or session_key == session.token:
+            return session
+        return handler().session(token=session_key) if session_key else None
+
+    def delete(self, session_key: str | None = None) -> None:
+        session = self._deleted(session_key)
+        if session is not None:
             session.destroy()
-        elif session_key:
-            handler().session(token=session_key).destroy()
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        session = self._deleted(session_key)
+        if session is not None:
+            await _adrive(session, session._destroy_op())
 
     def flush(self) -> None:
-        """Kill the session and start an empty one (logout)."""
-        self.accessed = True
-        self._session_cache.destroy()
-        self._session_cache = handler().session()
+        """Kill the session and start an empty one (logout); a logout Redis refused raises."""
+        self._session_cache._drive(self._flush_op())
 
     async def aflush(self) -> None:
-        await sync_to_async(self.flush)()
+        await _adrive(self._session_cache, self._flush_op())
+
+    def _flush_op(self) -> SessionOp[None]:
+        self.accessed = True
+        try:
+            yield from self._session_cache._destroy_op()
+        finally:
+            self._session_cache = handler().session()
 
     def cycle_key(self) -> None:
         """A new key for the same data, copied inside Redis."""
         self._session.regenerate()
 
     async def acycle_key(self) -> None:
-        await sync_to_async(self.cycle_key)()
+        session = self._session_cache
+        await _adrive(session, session._regenerate_op())
 
     @classmethod
     def clear_expired(cls) -> None:
         handler().manager.wipe()
+
+    @classmethod
+    async def aclear_expired(cls) -> None:
+        manager = async_manager()
+        if manager is None:
+            await sync_to_async(cls.clear_expired)()
+        else:
+            await manager.wipe()
 
     # -- redis-sessions extras -----------------------------------------------------------------
 

@@ -6,9 +6,11 @@ also honours Flask's ``SessionMixin`` contract: ``permanent`` with PERMANENT_SES
 JSON (tuple, bytes, Markup, UUID, datetime). With flask-login, ``login_user()`` makes the session a
 session of the user and ``logout_user()`` ends it.
 
-It is saved in Flask's ``save_session`` step, before the response leaves; a view that raised saves
-nothing it did not save explicitly. Changes made while a streamed body iterates are not saved
-(use ``session.save()`` there, or the WSGI ``SessionMiddleware``).
+It is saved in Flask's ``save_session`` step, before the response leaves, on an error response
+too (as Flask's own cookie session: what a view set before it raised is kept). Changes made while
+a streamed body iterates are not saved (use ``session.save()`` there, or the WSGI
+``SessionMiddleware``). A logout (``destroy``, flask-login's ``logout_user()``) happens or raises
+to the view, and the cookie is expired in either case.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import Flask, Request, Response, got_request_exception
+from flask import Flask, Request, Response
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 
 from .cookies import CookieOptions
 from .devices.model import Device
 from .errors import BackendError
+from .manager import RedisSessions
 from .session import COOKIE_EXPIRE, COOKIE_SET, ENVIRON_KEY, Session, SessionHandler, logger
+from .testing import isolated, worker_suffix
+
+try:  # the flask-login bridge, when flask-login is installed
+    from flask_login.signals import user_logged_out
+except ImportError:  # pragma: no cover - flask-login is optional
+    user_logged_out = None
 
 __all__ = ["RedisSessionInterface", "FlaskSession", "TaggedJSONCodec"]
 
@@ -33,6 +42,11 @@ __all__ = ["RedisSessionInterface", "FlaskSession", "TaggedJSONCodec"]
 class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     """A redis-sessions ``Session`` with Flask's ``permanent`` (the ``_permanent`` key); ``new``,
     ``modified`` and ``accessed`` are the session model's own."""
+
+    @property
+    def sid(self) -> str | None:
+        """The session's id (its token), by Flask-Session's name for it."""
+        return self.id
 
 
 class TaggedJSONCodec:
@@ -81,12 +95,34 @@ class _FlaskHandler(SessionHandler):
         return result
 
 
-def _on_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
+def _end(session: FlaskSession) -> None:
+    """End a user session (a flask-login logout); what is left of its data (a flash, flask-login's
+    "_remember": "clear") goes on in a new anonymous session. Raises when the logout failed, the
+    leftovers kept so flask-login still clears its remember cookie."""
+    leftovers = dict(session)
+    try:
+        session.destroy()
+    finally:
+        if leftovers.keys() - {"_permanent"}:
+            session.update(leftovers)
+
+
+def _logged_out(sender: Flask, **extra: Any) -> None:
+    """flask-login's ``logout_user()``: the session ends now, so a failed logout raises to the
+    view that asked for it (rather than at save time, after it answered "logged out")."""
     from flask import request
 
+    interface = sender.session_interface
     session = request.environ.get(ENVIRON_KEY)
-    if session is not None:
-        session.failed = True
+    if not isinstance(interface, RedisSessionInterface) or interface.user_id_key is None \
+            or not isinstance(session, FlaskSession):
+        return
+    try:
+        user = session.user_id
+    except BackendError:  # on_backend_error="raise": the load failed, the logout is still tried
+        user = None
+    if user is not None or session._lost_token is not None:
+        _end(session)
 
 
 class RedisSessionInterface(SessionInterface):
@@ -99,18 +135,25 @@ class RedisSessionInterface(SessionInterface):
     Flask's SESSION_COOKIE_DOMAIN/PATH/HTTPONLY/SECURE/SAMESITE/PARTITIONED are the defaults of
     the cookie options, ``cookie={...}`` wins. ``user_id_key`` is flask-login's key of the user id
     (None: no flask-login bridge). One interface serves one app.
+
+    In testing mode (``app.testing``, set before the first request) the sessions live apart from
+    the developer's, in ``test_namespace`` (default ``test_`` + the manager's namespace, plus
+    pytest-xdist's worker name; None: the same namespace), emptied when first used and at exit.
     """
 
     #: Flask's tagged JSON serializer (the one SecureCookieSessionInterface uses)
     serializer = session_json_serializer
 
-    def __init__(self, *, user_id_key: str | None = "_user_id", **options: Any) -> None:
+    def __init__(self, *, user_id_key: str | None = "_user_id",
+                 test_namespace: str | None = "", **options: Any) -> None:
         self._cookie: Mapping[str, object] = dict(options.get("cookie") or {})
+        self._test_namespace = test_namespace
         options.setdefault("codec", TaggedJSONCodec(self.serializer))
         self.handler = _FlaskHandler(**options)
         self.user_id_key = user_id_key
         self._app: Flask | None = None  # the app the cookie options were merged for
-        got_request_exception.connect(_on_exception)
+        if user_logged_out is not None:
+            user_logged_out.connect(_logged_out)
 
     def _configure(self, app: Flask) -> None:
         """Merge the app's SESSION_COOKIE_* settings under the explicit cookie options."""
@@ -123,6 +166,12 @@ class RedisSessionInterface(SessionInterface):
         }
         self.handler.cookie = CookieOptions({**defaults, **self._cookie})
         self._app = app
+        manager = self.handler.manager
+        if app.testing and self._test_namespace is not None \
+                and isinstance(manager, RedisSessions):
+            name = self._test_namespace or f"test_{manager.namespace}"
+            suffix = worker_suffix()
+            self.handler.manager = isolated(manager, f"{name}_{suffix}" if suffix else name)
 
     def open_session(self, app: Flask, request: Request) -> FlaskSession | None:  # type: ignore[override]
         if self._app is not app:
@@ -131,6 +180,14 @@ class RedisSessionInterface(SessionInterface):
         return self.handler.open(request.environ)  # type: ignore[return-value]
 
     def save_session(self, app: Flask, session: FlaskSession, response: Response) -> None:  # type: ignore[override]
+        try:
+            self._save(app, session, response)
+        except Exception:
+            if session.expiring:  # a logout: the cookie goes whatever failed after it
+                self._set_cookie(app, session, response, COOKIE_EXPIRE, False)
+            raise
+
+    def _save(self, app: Flask, session: FlaskSession, response: Response) -> None:
         accessed = session.accessed
         if accessed:
             response.vary.add("Cookie")
@@ -141,13 +198,12 @@ class RedisSessionInterface(SessionInterface):
         # reading the data now would load a lazy session nobody touched: leave it alone
         if accessed or not self.handler.lazy:
             permanent = session.permanent
-            if not session.failed:
-                try:
-                    self._follow_login(app, session, permanent)
-                except BackendError as exc:  # the policy of finish(): serve, log, or raise
-                    if self.handler.raise_errors:
-                        raise
-                    logger.error("could not follow flask-login in app %s: %s", session.app, exc)
+            try:
+                self._follow_login(app, session, permanent)
+            except BackendError as exc:  # the policy of finish(): serve, log, or raise
+                if self.handler.raise_errors or session.expiring:
+                    raise
+                logger.error("could not follow flask-login in app %s: %s", session.app, exc)
             if permanent:
                 lifetime = int(app.permanent_session_lifetime.total_seconds())
                 if session.ttl != lifetime:
@@ -175,11 +231,8 @@ class RedisSessionInterface(SessionInterface):
                 ttl = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
                 session.upgrade(str(user_id), ttl)
                 session.update(carried)
-        elif session.user_id is not None:
-            leftovers = dict(session)
-            session.destroy()
-            if leftovers.keys() - {"_permanent"}:
-                session.update(leftovers)
+        elif session.user_id is not None:  # strong session protection, a popped _user_id
+            _end(session)
 
     def _set_cookie(self, app: Flask, session: FlaskSession, response: Response, op: int,
                     permanent: bool) -> None:

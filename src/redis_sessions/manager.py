@@ -80,9 +80,11 @@ class RedisSessions(Operations):
 
     ``layout="cluster"`` (ours, Node cannot read it; keys.py) keeps every key of a user in one
     Redis Cluster slot; ``redis`` may then be a ``RedisCluster`` (or a URL of one node). The
-    default, Node's layout, refuses a cluster client. ``durability="replicated"`` makes create,
-    upgrade, regenerate, kill/destroy, killsoid and killall wait until ``replicas`` replicas
-    acknowledged the write (WAIT, at most ``timeout_ms``), else raise ``ReplicationTimeout``.
+    default, Node's layout, refuses a cluster client. ``durability="replicated"`` makes every
+    write of session data or logout (create, create_anonymous, set/apply_changes, upgrade,
+    regenerate, kill/destroy, killsoid, killall; not get/load nor the wipe) wait until
+    ``replicas`` replicas acknowledged it (WAIT, at most ``timeout_ms``), else raise
+    ``ReplicationTimeout``.
     """
 
     def __init__(
@@ -108,6 +110,12 @@ class RedisSessions(Operations):
         if isinstance(redis, RedisCluster) and layout != "cluster":
             raise ValidationError("invalidValue", "a RedisCluster client needs layout=\"cluster\" "
                                   "(Node's layout puts an app's keys in many slots)")
+        # what in_namespace() builds another manager with
+        self.options: dict[str, Any] = {
+            "wipe": wipe, "cache_time": cache_time, "cache_max": cache_max,
+            "redis_ttl": redis_ttl, "max_data_keys": max_data_keys,
+            "max_data_bytes": max_data_bytes, "layout": layout, "durability": durability,
+            "replicas": replicas, "timeout_ms": timeout_ms}
         self.client, self._owns_client = make_client(redis, layout)
         self._wire: Any
         if isinstance(self.client, RedisCluster):
@@ -129,6 +137,8 @@ class RedisSessions(Operations):
         wire = self._wire
         try:
             step = next(op)
+            if not self._server_checked:
+                self._drive(self._check_server())
             while True:
                 try:
                     if isinstance(step, Call):
@@ -314,6 +324,11 @@ class RedisSessions(Operations):
             return alive
         except redis.RedisError as exc:
             raise backend_error(exc) from exc
+
+    def in_namespace(self, namespace: str) -> RedisSessions:
+        """A manager over the same client, with the same options, in another namespace (the
+        sessions of a test run, apart from the developer's; see django.py and flask.py)."""
+        return RedisSessions(self.client, namespace=namespace, **self.options)
 
     def close(self) -> None:
         """Stop the wiper and the cache listener, and close the client when it was built here."""

@@ -9,14 +9,18 @@ validation, key naming, scripts and reply parsing exist once.
 Both layouts (keys.py) run the same scripts: an ``AppContext`` holds the keys and prefixes of
 one slot's worth of data (Node's layout: the whole app; the cluster layout: one bucket, found
 from a user id or a token), and the admin operations fan out over every context of an app in
-bounded, pipelined steps. ``durability="replicated"`` marks the writing steps with ``wait``.
+bounded, pipelined steps. ``durability="replicated"`` marks with ``wait`` every step that writes
+session data or ends sessions (create, create_anonymous, set/apply_changes, upgrade, regenerate,
+take, kill, killsoid, killall); get/load (activity only) and the wipe do not wait.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import secrets
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, Union
 
 from . import core, scripts, validate
@@ -29,13 +33,15 @@ from ._constants import (
     ROTATION_GRACE,
 )
 from .cache import LocalCache
-from .errors import BackendError, SessionError, ValidationError
+from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
+from .eviction import eviction_warnings
 from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
 from .keys import with_bucket
 
 Session = dict[str, Any]
 Arg = scripts.Arg
 T = TypeVar("T")
+log = logging.getLogger("redis_sessions")
 
 # Bounds on the work of one Redis call of the admin operations, so none blocks Redis for long
 # whatever the data size (bench/scale.py measures them; each stays well under 5 ms):
@@ -286,10 +292,21 @@ def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
 
+def _refusal(error: SessionError) -> SessionError:
+    """A script's refusal of its arguments (RSINVALID) as the ValidationError it is; any other
+    error as it came."""
+    message = str(error)
+    if isinstance(error, BackendError) and "RSINVALID " in message:
+        refused = ValidationError("invalidValue", message.split("RSINVALID ", 1)[1])
+        refused.__cause__ = error
+        return refused
+    return error
+
+
 def _retry_on_collision(error: SessionError) -> None:
     """A token collision (RSEXISTS) is astronomically unlikely; anything else is raised."""
     if not isinstance(error, BackendError) or "RSEXISTS" not in str(error):
-        raise error
+        raise _refusal(error)
 
 
 class Operations:
@@ -314,6 +331,7 @@ class Operations:
         self.wait = wait
         self._apps: dict[str, AppContext | ClusterApp] = {}
         self.cache = None
+        self._server_checked = False  # the eviction policy is checked at the first call
 
     def _refuse_cluster_node(self, cluster_enabled: bool) -> None:
         """ping()'s one check of the server: Node's layout spans many slots, so a cluster node
@@ -322,6 +340,22 @@ class Operations:
             raise ValidationError("invalidValue", "this Redis is a cluster node: use "
                                   "layout=\"cluster\" (Node's layout spans many slots)")
         self._checked_not_cluster = True
+
+    def _check_server(self) -> Op[None]:
+        """Once per manager, at its first call: log what the server's eviction policy may
+        remove (eviction.py). A server that refuses INFO (an ACL) is not asked again; one that
+        cannot be reached is, at the next call."""
+        self._server_checked = True
+        try:
+            info = yield Command((b"INFO", b"memory"))
+        except BackendUnavailable:
+            self._server_checked = False
+            raise
+        except SessionError as exc:
+            log.debug("redis-sessions: eviction policy not checked: %s", exc)
+            return
+        for warning in eviction_warnings(info, self.redis_ttl):
+            log.warning("redis-sessions: %s", warning)
 
     def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""
@@ -398,16 +432,25 @@ class Operations:
         ctx = self._app(app)
         token = _check_token(token)
         new_ttl = "" if ttl is None else validate.ttl(ttl)
-        if self.cache is not None:
-            self.cache.drop(app, token)
+        changes = validate.changes(changes)
         slot = ctx.of_token(token)
         if slot is None:
             return None
-        reply = yield slot.call(
-            scripts.SET, slot.token_keys(token),
-            (token, *self.limits, new_ttl, ("2" if keep_empty else "1") if anonymous else "0",
-             "1" if follow else "0", *changes),
-        )
+        cache = self.cache
+        if cache is not None:
+            cache.drop(app, token)
+        try:
+            reply = yield slot.call(
+                scripts.SET, slot.token_keys(token),
+                (token, *self.limits, new_ttl,
+                 ("2" if keep_empty else "1") if anonymous else "0", "1" if follow else "0",
+                 *changes), self.wait,
+            )
+        except SessionError as exc:
+            raise _refusal(exc)
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache the old
+                cache.drop(app, token)
         if reply == _ROTATED or reply == _FORWARDED:
             return {"id": None, "rotated": True, "saved": reply == _FORWARDED}
         return parse(reply)
@@ -423,7 +466,7 @@ class Operations:
             token = slot.new_token()
             try:
                 yield slot.call(scripts.CREATE_ANONYMOUS, (slot.anonymous_prefix + token,),
-                                (ttl, *self.limits, *changes))
+                                (ttl, *self.limits, *changes), self.wait)
                 return token
             except SessionError as exc:
                 _retry_on_collision(exc)
@@ -442,8 +485,21 @@ class Operations:
             user = validate.user_id(user)
         if ttl is not None:
             ttl = validate.ttl(ttl)
-        if old and self.cache is not None:
-            self.cache.drop(app, old)
+        changes = validate.changes(changes)
+        cache = self.cache if old else None
+        if cache is not None:
+            cache.drop(app, old)
+        try:
+            return (yield from self._rotate_steps(app, ctx, old, user, address, ttl, changes,
+                                                  agent, handle))
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache the old
+                cache.drop(app, old)
+
+    def _rotate_steps(self, app: str, ctx: AppContext | ClusterApp, old: str, user: str,
+                      address: str, ttl: int | None, changes: Sequence[bytes], agent: str,
+                      handle: str) -> Op[Session | None]:
+        """_rotate's calls (between its two cache invalidations)."""
         source = ctx.of_token(old) if old else None
         if user:
             target = ctx.of_user(user)
@@ -484,13 +540,18 @@ class Operations:
     def _kill(self, app: str, token: str) -> Op[int]:
         ctx = self._app(app)
         token = _check_token(token)
-        if self.cache is not None:
-            self.cache.drop(app, token)
         slot = ctx.of_token(token)
         if slot is None:
             return 0
         keys = (slot.session_prefix + token, slot.anonymous_prefix + token)
-        return int((yield slot.call(scripts.KILL, keys, (token, "", "0"), self.wait)))
+        cache = self.cache
+        if cache is not None:
+            cache.drop(app, token)
+        try:
+            return int((yield slot.call(scripts.KILL, keys, (token, "", "0"), self.wait)))
+        finally:
+            if cache is not None:  # again: a get() that read meanwhile may not cache it back
+                cache.drop(app, token)
 
     def _killsoid(self, app: str, id: str | int, keep: str | None = None) -> Op[int]:
         """Every session of the id, KILL_CHUNK per script (one script for most users); with
@@ -499,27 +560,39 @@ class Operations:
         ctx = self._app(app)
         user = validate.user_id(id, max_length=None)
         kept = "" if keep is None else _check_token(keep)
-        if self.cache is not None:
-            self.cache.flush()
         slot = ctx.of_user(user)
-        if kept:
-            killed, _ = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
-                                        (user, KILL_CHUNK, kept), self.wait)
-            return int(killed)
         total = 0
-        for _ in range(1_000_000):  # bounded: each call removes what it picked
-            killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
-                                           (user, KILL_CHUNK, ""), self.wait)
-            total += int(killed)
-            if not int(left):
-                break
+        with self._flushing():
+            if kept:
+                killed, _ = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
+                                            (user, KILL_CHUNK, kept), self.wait)
+                return int(killed)
+            for _ in range(1_000_000):  # bounded: each call removes what it picked
+                killed, left = yield slot.call(scripts.KILLSOID, (slot.user_prefix + user,),
+                                               (user, KILL_CHUNK, ""), self.wait)
+                total += int(killed)
+                if not int(left):
+                    break
         return total
 
     def _killall(self, app: str) -> Op[int]:
         ctx = self._app(app)
-        if self.cache is not None:
-            self.cache.flush()
-        return (yield from self._fan_out(ctx.every(), scripts.KILLALL, self.wait))
+        with self._flushing():
+            return (yield from self._fan_out(ctx.every(), scripts.KILLALL, self.wait))
+
+    @contextmanager
+    def _flushing(self) -> Iterator[None]:
+        """Around the kills of many sessions: the local cache is flushed before, and again when
+        they returned (or failed), so a get() that read Redis meanwhile cannot cache a session
+        after its kill returned. (One session's writes drop its entry the same way.)"""
+        cache = self.cache
+        if cache is not None:
+            cache.flush()
+        try:
+            yield
+        finally:
+            if cache is not None:
+                cache.flush()
 
     def _fan_out(self, contexts: Sequence[AppContext], script: scripts.Script,
                  wait: Wait | None = None) -> Op[int]:
@@ -571,16 +644,16 @@ class Operations:
         user = validate.user_id(id, max_length=None)
         handle = validate.device_handle(handle)
         requester = "" if by is None else _check_token(by)
-        if self.cache is not None:
-            self.cache.flush()
         slot = ctx.of_user(user)
         key = slot.user_prefix + user
         cursor: Arg = "0"
-        for _ in range(1_000_000):  # bounded: SSCAN ends
-            status, cursor = yield slot.call(scripts.KILLDEVICE, (key,),
-                                             (user, cursor, handle, PAGE, requester), self.wait)
-            if int(status) != 0 or cursor in (b"0", "0"):
-                return max(int(status), 0)
+        with self._flushing():
+            for _ in range(1_000_000):  # bounded: SSCAN ends
+                status, cursor = yield slot.call(scripts.KILLDEVICE, (key,),
+                                                 (user, cursor, handle, PAGE, requester),
+                                                 self.wait)
+                if int(status) != 0 or cursor in (b"0", "0"):
+                    return max(int(status), 0)
         return 0
 
     def _soid_listing(self, app: str, id: str | int, page: int = PAGE) -> SoidListing:

@@ -32,6 +32,7 @@ from .errors import (
     BackendUnsupported,
     SessionError,
     SessionRotated,
+    SessionTooLarge,
     ValidationError,
     key_not_text,
 )
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from .aio import AsyncRedisSessions
     from .manager import RedisSessions
 
-__all__ = ["Session", "SessionHandler", "Codec", "ENVIRON_KEY", "UNKNOWN_IP"]
+__all__ = ["Session", "SessionHandler", "Codec", "ENVIRON_KEY", "UNKNOWN_IP", "drive_async"]
 
 logger = logging.getLogger("redis_sessions")
 
@@ -63,6 +64,9 @@ _check_value = core.check_value
 _IMMUTABLE = frozenset((str, int, float, bool, type(None)))
 _ROTATED_MESSAGE = ("not saved: a concurrent request replaced this session's token (log-in); "
                     "the browser holds the new cookie")
+# the manager calls of a logout: tried even after this request's load failed (the kill functions
+# run when Redis is out of memory, where the load did not), never skipped as the others are
+_LOGOUTS = frozenset(("kill", "killsoid"))
 
 T = TypeVar("T")
 #: what a session operation asks of the manager: (method name, positional, keyword arguments);
@@ -139,6 +143,10 @@ class SessionHandler:
         self.ttl = _clamp_ttl(ttl, "SessionMiddleware")
         self.cookie = CookieOptions(cookie)
         self._keys = _secret_keys(secret_keys)
+        # tried first: the key that signs; the older ones only when it fails (a cookie to sign
+        # again with the current key)
+        self._signing_key = None if self._keys is None else self._keys[:1]
+        self._older_keys = None if self._keys is None or len(self._keys) < 2 else self._keys[1:]
         if trust_proxy is True:
             trust_proxy = 1
         if not isinstance(trust_proxy, int) or trust_proxy < 0:
@@ -171,10 +179,17 @@ class SessionHandler:
             return None
         header = environ.get("HTTP_COOKIE")
         token = None
+        resign = False
         if header is not None:
             prefix = self.cookie.name_prefix
-            token = _extract_token(header, prefix + app if prefix else app, self._keys)
+            name = prefix + app if prefix else app
+            token = _extract_token(header, name, self._signing_key)
+            if token is None and self._older_keys is not None:
+                # verified by an older key: signed again with the current one once it is used
+                token = _extract_token(header, name, self._older_keys)
+                resign = token is not None
         session = self.session_class(self, environ, app, token)
+        session._resign = resign
         if token is not None and not self.lazy:
             session._drive(session._load_op())  # loaded, not yet used (no Vary for that)
         environ[ENVIRON_KEY] = session
@@ -271,7 +286,7 @@ class Session(MutableMapping):
 
     __slots__ = ("_handler", "_environ", "app", "_token", "_meta", "_data", "_snap", "_cookie",
                  "failed", "accessed", "_backend_error", "_new", "_force", "_new_ttl",
-                 "_rotated", "_anonymous_ttl", "_blind")
+                 "_rotated", "_anonymous_ttl", "_blind", "_lost_token", "_resign")
 
     def __init__(self, handler: SessionHandler, environ: Mapping[str, Any], app: str,
                  token: str | None) -> None:
@@ -299,6 +314,11 @@ class Session(MutableMapping):
         self._anonymous_ttl: int | None = None  # a stored anonymous session's own ttl
         # writes made before the session was loaded (lazy): sent blind if nothing reads it
         self._blind: dict | None = None
+        # the cookie's token when its load failed (a Redis error): a logout still ends it
+        self._lost_token: str | None = None
+        # the cookie was verified by an older secret key: sent again, signed by the current one,
+        # once the session is found
+        self._resign = False
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -312,8 +332,7 @@ class Session(MutableMapping):
             name, args, kwargs = next(op)
             while True:
                 try:
-                    if self._backend_error is not None:
-                        raise self._backend_error
+                    self._check_backend(name)
                     result = getattr(manager, name)(*args, **kwargs)
                 except SessionError as exc:
                     name, args, kwargs = op.throw(exc)
@@ -321,6 +340,12 @@ class Session(MutableMapping):
                     name, args, kwargs = op.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+    def _check_backend(self, name: str) -> None:
+        """After a Redis failure in this request, raise it again rather than wait once more;
+        a logout is still tried."""
+        if self._backend_error is not None and name not in _LOGOUTS:
+            raise self._backend_error
 
     def _load(self) -> dict:
         """Load now, for a use of the session (a read, a property)."""
@@ -346,6 +371,7 @@ class Session(MutableMapping):
         except BackendError as exc:
             self._data = data
             self._token = None  # anonymous for this request; the cookie is left alone
+            self._lost_token = token
             self._new = True
             self._backend_error = exc
             self._apply_blind(data)  # so the save of those writes fails visibly
@@ -373,6 +399,8 @@ class Session(MutableMapping):
                 self._anonymous_ttl = found["ttl"]
             else:
                 self._meta = found
+            if self._resign and self._cookie == COOKIE_KEEP:
+                self._cookie = COOKIE_SET
         self._data = data
         self._apply_blind(data)
         return data
@@ -466,8 +494,13 @@ class Session(MutableMapping):
             if not isinstance(key, str):
                 raise key_not_text(key)
             key = str.__str__(key)  # a str subclass (an Enum member, Markup) as plain text
-        codec = self._handler.codec
-        _check_value(key, value if codec is None else codec.dump(value))
+        handler = self._handler
+        codec = handler.codec
+        stored = value if codec is None else codec.dump(value)
+        _check_value(key, stored)
+        if type(stored) is str and len(stored) > handler.manager.limits[0]:
+            raise SessionTooLarge(f"d.{key} alone would take more than {len(stored)} bytes; "
+                                  f"the limit is {handler.manager.limits[0]}")
         self.accessed = True
         if self._data is None:  # not loaded (lazy): a blind write, unless something reads
             if self._blind is None:
@@ -674,28 +707,52 @@ class Session(MutableMapping):
 
     def destroy(self) -> int:
         """Kill this session and expire the cookie; returns how many sessions were killed. The
-        object stays usable as a fresh session (a later write stores a new anonymous one)."""
+        object stays usable as a fresh session (a later write stores a new anonymous one).
+
+        A logout happens or raises, whatever ``on_backend_error`` says: when this request could
+        not load the session (Redis failed), the kill is still tried with the cookie's token
+        (it runs even when Redis is out of memory) and its error, if any, is raised. The cookie
+        is expired in every case."""
         return self._drive(self._destroy_op())
 
+    def _logout_token(self) -> SessionOp[str | None]:
+        """The token a logout ends: the session's, or the cookie's when its load failed."""
+        try:
+            yield from self._ensure_loaded()
+        except BackendError:  # on_backend_error="raise": the logout is still tried
+            pass
+        return self._token or self._lost_token
+
     def _destroy_op(self) -> SessionOp[int]:
-        yield from self._ensure_loaded()
-        if self._token is None:
+        token = yield from self._logout_token()
+        if token is None:
             return 0
-        killed = yield ("kill", (self.app, self._token), {})
-        self._forget()
-        return killed
+        self._forget()  # the cookie is expired whatever happens next
+        self._lost_token = None
+        return (yield ("kill", (self.app, token), {}))
 
     def destroyall(self) -> int:
-        """Kill every session of this user id (all devices) and expire the cookie."""
+        """Kill every session of this user id (all devices) and expire the cookie; raises as
+        ``destroy()`` does. When this request could not load the session the user is unknown:
+        the Redis error is raised (the cookie expired)."""
         return self._drive(self._destroyall_op())
 
+    def _check_user_known(self) -> None:
+        """A logout of a user's sessions needs the user id, which a failed load could not tell:
+        raise that failure rather than report nothing to end."""
+        if self._lost_token is not None and self._backend_error is not None:
+            raise self._backend_error
+
     def _destroyall_op(self) -> SessionOp[int]:
-        yield from self._ensure_loaded()
+        yield from self._logout_token()
         if self._meta is None:
+            if self._lost_token is not None:  # the load failed: the user is unknown
+                self._forget()  # the cookie is expired, the failure raised below
+            self._check_user_known()
             return 0
-        killed = yield ("killsoid", (self.app, self._meta["id"]), {})
+        user = self._meta["id"]
         self._forget()
-        return killed
+        return (yield ("killsoid", (self.app, user), {}))
 
     # -- devices -------------------------------------------------------------------------------
 
@@ -730,6 +787,7 @@ class Session(MutableMapping):
             return 0
         yield from self._ensure_loaded()
         if self._meta is None or self._token is None:
+            self._check_user_known()
             return 0
         ended = yield ("killdevice", (self.app, self._meta["id"], handle), {"by": self._token})
         if ended == DEVICE_ENDED_SELF:
@@ -744,6 +802,7 @@ class Session(MutableMapping):
     def _destroyothers_op(self) -> SessionOp[int]:
         yield from self._ensure_loaded()
         if self._meta is None or self._token is None:
+            self._check_user_known()
             return 0
         return (yield ("killsoid", (self.app, self._meta["id"]), {"keep": self._token}))
 
@@ -854,6 +913,8 @@ class Session(MutableMapping):
                 self._meta = found
                 if self._handler.cookie.max_age is not None and self._cookie == COOKIE_KEEP:
                     self._cookie = COOKIE_SET
+            if self._resign and self._token is not None and self._cookie == COOKIE_KEEP:
+                self._cookie = COOKIE_SET
 
     def _create_op(self, handler: SessionHandler) -> SessionOp[None]:
         """Store this request's data as a new anonymous session (its first write)."""
@@ -884,6 +945,12 @@ class Session(MutableMapping):
                 or self._blind is not None)
 
     @property
+    def expiring(self) -> bool:
+        """Whether the response must expire the cookie (after a logout, or for a stale cookie),
+        even when saving this request's other changes failed."""
+        return self._cookie == COOKIE_EXPIRE
+
+    @property
     def pending(self) -> bool:
         """Whether ``finish()`` has work: data to diff or save, or a cookie to set or expire."""
         return self._unsaved or self._cookie != COOKIE_KEEP
@@ -905,7 +972,9 @@ class Session(MutableMapping):
                     logger.warning("session of app %s: changes %s", self.app, exc)
                 except (BackendError, ValidationError) as exc:
                     self._drop_unsaved()
-                    if handler.raise_errors:
+                    # on_backend_error is for Redis failures; the app's own (too large, bad
+                    # values) always reach it
+                    if handler.raise_errors or isinstance(exc, ValidationError):
                         raise
                     if isinstance(exc, BackendError):
                         handler._outage(exc)
@@ -921,3 +990,22 @@ class Session(MutableMapping):
 
 
 SessionHandler.session_class = Session
+
+
+async def drive_async(session: Session, op: SessionOp[T],
+                      manager: AsyncRedisSessions | None = None) -> T:
+    """Run a session operation against an async manager (the handler's by default): what
+    ``Session._drive`` does, awaited. Used by the ASGI session and Django's async methods."""
+    target: Any = session._handler.manager if manager is None else manager
+    try:
+        name, args, kwargs = next(op)
+        while True:
+            try:
+                session._check_backend(name)
+                result = await getattr(target, name)(*args, **kwargs)
+            except SessionError as exc:
+                name, args, kwargs = op.throw(exc)
+            else:
+                name, args, kwargs = op.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]

@@ -6,8 +6,9 @@ message, so bad input never reaches Redis.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeGuard
 
 from ._constants import (
@@ -163,3 +164,57 @@ def device_handle(value: object) -> str:
     if not is_device_handle(value):
         raise ValidationError("invalidFormat", "Invalid device handle format")
     return value
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f]")
+# what core's encoder writes for most keys and values: ASCII text without escapes, a number, a
+# literal; checked by one match (anything else is decoded)
+_PLAIN_KEY = re.compile(rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"')
+_PLAIN_VALUE = re.compile(rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"|-?(?:0|[1-9][0-9]*)'
+                          rb'(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null')
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _json_text(item: object) -> tuple[object, bool]:
+    """The value of one encoded JSON text (bytes or str) and whether it is one, exactly: no
+    surrounding whitespace, no raw control characters, valid UTF-8, no NaN/Infinity."""
+    raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else item
+    if not isinstance(raw, bytes) or _CONTROL.search(raw):
+        return None, False
+    try:
+        text = raw.decode("utf-8")
+        value, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, nesting beyond any limit
+        return None, False
+    return value, end == len(text)
+
+
+def changes(pairs: Sequence[bytes]) -> Sequence[bytes]:
+    """A change set as ``core.diff``/``core.encode_changes`` make it: pairs of a JSON string (a
+    key) and exactly one JSON value, or empty (delete the key). Anything else would be spliced
+    into the stored JSON and make the session unreadable, so it is refused here (and again by
+    the scripts) before anything is written."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, (list, tuple)):  # str too
+        raise ValidationError("invalidValue", "changes must be a list of encoded pairs")
+    if len(pairs) % 2:
+        raise ValidationError("invalidValue", "changes must be pairs of a key and a value")
+    for i in range(0, len(pairs), 2):
+        key, value = pairs[i], pairs[i + 1]
+        if not (type(key) is bytes and _PLAIN_KEY.fullmatch(key)):
+            name, ok = _json_text(key)
+            if not ok or not isinstance(name, str):
+                raise ValidationError("invalidValue",
+                                      f"change {i // 2}: the key is not a JSON string")
+        if type(value) is bytes and (not value or _PLAIN_VALUE.fullmatch(value)):
+            continue
+        if value != "" and not _json_text(value)[1]:
+            name = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+            raise ValidationError("invalidValue",
+                                  f"change {i // 2} (key {name}): the value is not one JSON value")
+    return pairs

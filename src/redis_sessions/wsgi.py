@@ -4,7 +4,9 @@
 ``SessionHandler.open``), wraps ``start_response`` so that changes are saved and Set-Cookie (and
 ``Vary: Cookie`` when the session was used) is added before the headers leave, and, for a streamed
 body, saves what changed while it iterated when the server closes it. A request whose app raised
-saves nothing that was not saved explicitly.
+saves nothing that was not saved explicitly. A logout that failed (Redis down) raises to the app;
+if the app lets that error out before the response started, the middleware answers 503 with the
+cookie expired.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._constants import DEFAULT_TTL
 from .devices.model import Device
-from .session import ENVIRON_KEY, Session, SessionHandler
+from .errors import BackendError
+from .session import COOKIE_EXPIRE, ENVIRON_KEY, Session, SessionHandler
 
 if TYPE_CHECKING:
     from .manager import RedisSessions
@@ -66,7 +69,12 @@ class SessionMiddleware(SessionHandler):
         if session is None:
             return self.wsgi_app(environ, start_response)
         response = _Response(self, session, start_response)
-        result = self.wsgi_app(environ, response.start_response)
+        try:
+            result = self.wsgi_app(environ, response.start_response)
+        except BackendError as exc:
+            if response.started or not session.expiring:
+                raise
+            return response.unavailable(exc)
         if type(result) is list:  # the app is done: nothing can change during iteration
             if session.pending:
                 response.finish_late()
@@ -111,6 +119,18 @@ class _Response:
             _vary_cookie(headers)
         self.started = True
         return self.start(status, headers, exc_info)
+
+    def unavailable(self, exc: BackendError) -> list[bytes]:
+        """503 with the cookie expired: a logout the app let fail (Redis down) must not leave
+        the browser holding its cookie."""
+        logger.error("session of app %s: logout failed, answering 503: %s", self.session.app, exc)
+        body = b"Service Unavailable: the session store could not be reached"
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                   ("Set-Cookie", self.handler.cookie_header(self.session, COOKIE_EXPIRE))]
+        _vary_cookie(headers)
+        self.started = True
+        self.start("503 Service Unavailable", headers)
+        return [body]
 
     def finish_late(self) -> None:
         """Save what changed after start_response; a cookie change can no longer be sent."""

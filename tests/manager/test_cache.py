@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -164,3 +165,79 @@ def test_nothing_is_cached_before_the_subscription_is_confirmed(redis_client, na
     assert cache.ticket() is None
     cache.put(APP, "A" * 64, {"d": {}}, 0)
     assert not cache._entries
+
+
+# -- this process's own writes: no read may serve the old state once the write returned -----------
+
+
+class _GetDuringWrite:
+    """Make the next write of ``cached`` run a get() of ``token`` (in another thread, as a
+    concurrent request would) right after its first cache invalidation (``step``: drop, or flush
+    for the writes of many sessions), that is before the write's script runs: the get then reads
+    the old state from Redis and offers it to the cache. Meanwhile the listener's
+    handling of invalidation messages waits (as when they come from across a network), so only
+    the write's own ordering can keep the old state out (a context manager: until its exit).
+    ``read``: what that get() read."""
+
+    def __init__(self, cached: RedisSessions, token: str, step: str = "drop") -> None:
+        cache = cached.cache
+        self.read: list = []
+        self._held = threading.Event()
+        real_step, real_drop = getattr(cache, step), cache.drop
+        armed = [True]
+
+        def invalidate_then_get(*args):
+            real_step(*args)
+            if armed[0] and threading.current_thread().name != "redis-sessions-cache":
+                armed[0] = False  # once: the invalidation before the script
+                thread = threading.Thread(target=lambda: self.read.append(cached.get(APP, token)))
+                thread.start()
+                thread.join()
+
+        def drop(*args):
+            if threading.current_thread().name == "redis-sessions-cache":
+                self._held.wait(10)  # a message: handled after the test looked
+            (invalidate_then_get if step == "drop" else real_drop)(*args)
+
+        setattr(cache, step, invalidate_then_get)
+        cache.drop = drop  # type: ignore[method-assign]
+
+    def __enter__(self) -> _GetDuringWrite:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held.set()
+
+
+@pytest.mark.parametrize("write, step", [
+    (lambda rs, token: rs.kill(APP, token), "drop"),
+    (lambda rs, token: rs.killsoid(APP, "user1"), "flush"),
+    (lambda rs, token: rs.killall(APP), "flush"),
+])
+def test_no_read_serves_a_session_this_process_killed(cached: RedisSessions, write, step) -> None:
+    token = cached.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    with _GetDuringWrite(cached, token, step) as race:
+        write(cached, token)
+        assert race.read[0]["d"] == {"a": 1}  # the racing get() read it before the kill
+        assert cached.get(APP, token) is None
+
+
+def test_no_read_serves_data_this_process_replaced(cached: RedisSessions) -> None:
+    token = cached.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    with _GetDuringWrite(cached, token) as race:
+        cached.set(APP, token, {"a": 2})
+        assert race.read[0]["d"] == {"a": 1}
+        assert cached.get(APP, token)["d"] == {"a": 2}
+
+
+@pytest.mark.parametrize("rotate", [
+    lambda rs, token: rs.upgrade(APP, token, "user1", "10.0.0.1"),
+    lambda rs, token: rs.regenerate(APP, token, "10.0.0.1"),
+])
+def test_no_read_serves_a_token_this_process_rotated(cached: RedisSessions, rotate) -> None:
+    token = cached.create(APP, "user1", "10.0.0.1", d={"a": 1})
+    with _GetDuringWrite(cached, token) as race:
+        new = rotate(cached, token)["token"]
+        assert race.read[0]["d"] == {"a": 1}
+        assert cached.get(APP, token) is None
+        assert cached.get(APP, new)["d"] == {"a": 1}

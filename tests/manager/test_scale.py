@@ -151,6 +151,27 @@ def test_ls_streams_every_session_past_the_first_rows(rs: RedisSessions, redis_u
     assert len(json.loads(capsys.readouterr().out)["sessions"]) == 250
 
 
+def test_replicated_durability_covers_every_write_of_session_data(redis_url, namespace):
+    """set() and the session layer's saves wait too (issue 18: a failover lost acknowledged
+    set() calls); only get()/load(), which record activity, and the wiper do not."""
+    from redis_sessions import core
+    from redis_sessions.errors import ReplicationTimeout
+
+    with RedisSessions(redis_url, namespace=namespace, wipe=0) as plain:
+        token = plain.create(APP, "alice", "10.0.0.1")
+        with RedisSessions(redis_url, namespace=namespace, wipe=0, durability="replicated",
+                           replicas=1, timeout_ms=20) as durable:
+            assert durable.load(APP, token)["id"] == "alice"
+            with pytest.raises(ReplicationTimeout) as caught:
+                durable.set(APP, token, {"a": 1})
+            assert caught.value.reply is not None  # written on the master, not acknowledged
+            with pytest.raises(ReplicationTimeout):
+                durable.apply_changes(APP, token, core.encode_changes({"b": 2}))
+            with pytest.raises(ReplicationTimeout):
+                durable.create_anonymous(APP, {"cart": 1})
+        assert plain.get(APP, token)["d"] == {"a": 1, "b": 2}
+
+
 def test_replicated_durability_reports_writes_no_replica_acknowledged(redis_url, namespace):
     from redis_sessions.errors import ReplicationTimeout, ValidationError
 

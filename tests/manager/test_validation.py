@@ -135,3 +135,67 @@ def test_there_are_at_least_30_cases() -> None:
 def test_bad_constructor_arguments(redis_url, kwargs) -> None:
     with pytest.raises(ValidationError):
         RedisSessions(redis_url, **kwargs)
+
+
+# -- apply_changes() (public): a change set is refused whole unless every pair is well formed ------
+
+MALFORMED = [
+    [b'"a"', b'1,"x":2'],  # smuggles a member
+    [b'"a"', b'{"x":1},"y":{}'],
+    [b'"a"', b'tru'],
+    [b'"a"', b'[0x10]'],  # cjson would take it, JSON parsers do not
+    [b'"a"', b'01'],
+    [b'"a"', b'NaN'],
+    [b'"a"', b' 1'],
+    [b'"a"', b'"line\nbreak"'],
+    [b'"a"', b'"bad \\x escape"'],
+    [b'"a"', b'{"x":1,}'],
+    [b'"a"', b'"\xff"'],
+    [b'a', b'1'],  # a key that is not a JSON string
+    [b'"a"', b'1', b'"b"'],  # a key without a value
+]
+
+
+@pytest.mark.parametrize("changes", MALFORMED, ids=[repr(c)[:40] for c in MALFORMED])
+def test_malformed_changes_are_refused_before_anything_is_written(rs, redis_client, namespace,
+                                                                   changes) -> None:
+    token = rs.create(APP, "user1", "10.0.0.1", d={"keep": 1})
+    key = f"{namespace}:{APP}:{token}"
+    stored = redis_client.hgetall(key)
+    with pytest.raises(ValidationError) as info:
+        rs.apply_changes(APP, token, changes)
+    assert info.value.code == "invalidValue"
+    with pytest.raises(ValidationError):
+        rs.upgrade(APP, token, "user1", "10.0.0.1", changes=changes)
+    assert redis_client.hgetall(key) == stored
+    assert rs.set(APP, token, {"more": 2})["d"] == {"keep": 1, "more": 2}
+    assert [s["token"] for s in rs.soid(APP, "user1")] == [token]
+
+
+@pytest.mark.parametrize("changes", MALFORMED, ids=[repr(c)[:40] for c in MALFORMED])
+def test_the_set_script_refuses_malformed_changes_too(rs, redis_client, namespace,
+                                                      changes) -> None:
+    """A caller that skips the Python check (another client of the function library) is
+    refused by the script, before it writes."""
+    from redis_sessions import scripts
+
+    token = rs.create(APP, "user1", "10.0.0.1", d={"keep": 1})
+    key = f"{namespace}:{APP}:{token}"
+    stored = redis_client.hgetall(key)
+    call = rs._app(APP).call(scripts.SET, rs._app(APP).token_keys(token),
+                             (token, *rs.limits, "", "0", "0", *changes))
+    with pytest.raises(Exception, match="RSINVALID"):
+        redis_client.fcall(call.script.function.decode(), len(call.keys), *call.keys, *call.args)
+    assert redis_client.hgetall(key) == stored
+
+
+def test_well_formed_changes_of_every_shape_are_applied(rs) -> None:
+    from redis_sessions import core
+
+    data = {"s": "plain", "e": 'quote " back \\ tab \t é \u2028', "n": -0.5e-3, "big": 2**70,
+            "z": 0, "t": True, "f": False, "l": [1, "two", {"x": None}], "o": {"k": [[]]}}
+    token = rs.create(APP, "user1", "10.0.0.1")
+    changes = core.encode_changes(data)
+    assert rs.apply_changes(APP, token, changes)["d"] == data
+    assert rs.apply_changes(APP, token, [c.decode() for c in core.encode_changes({"s": None})]
+                            )["d"] == {k: v for k, v in data.items() if k != "s"}

@@ -66,7 +66,8 @@ def call(app: Callable, cookie: str | None = None, path: str = "/", query: str =
 
 
 def routes(environ, start_response):
-    """/ -> who am I; /login?user=U; /set?k=v...; /logout; /logout-all; /big?keys=N&bytes=M."""
+    """/ -> who am I; /login?user=U; /set?k=v...; /blind?k=v... (no read); /logout; /logout-all;
+    /big?keys=N&bytes=M."""
     session = get_session(environ)
     path = environ["PATH_INFO"]
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -79,6 +80,11 @@ def routes(environ, start_response):
         session.destroy()
     elif path == "/logout-all":
         session.destroyall()
+    elif path == "/blind":  # writes without reading: saved blind, in the only round trip
+        for key, value in query.items():
+            session[key] = value
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"written"]
     elif path == "/big":
         prefix = query.get("prefix", "k")
         for i in range(int(query.get("keys", "0"))):

@@ -235,6 +235,24 @@ def test_planted_existing_session_is_replaced_at_login(make_app, rs, same_user):
 # -- key rotation ------------------------------------------------------------------------------
 
 
+def test_a_cookie_of_an_older_key_is_signed_again_with_the_current_one(make_app, rs):
+    """Re-signed on use (issue 18): once the old key is removed, those users stay logged in."""
+    _, old_cookie = login(make_app(secret_keys=["old-key"]), "u")
+    token = old_cookie.split(".")[0]
+    rotated = make_app(secret_keys=["new-key", "old-key"])
+    response = call(rotated, f"{APP}={old_cookie}")  # a read: the session is found
+    cookie = response.cookie()
+    assert cookie is not None and core.unsign(cookie, (b"new-key",)) == token
+    assert call(rotated, f"{APP}={cookie}").cookie() is None  # signed by the current key: kept
+    blind = call(rotated, f"{APP}={old_cookie}", path="/blind", query="a=1").cookie()
+    assert blind is not None and core.unsign(blind, (b"new-key",)) == token
+    retired = make_app(secret_keys=["new-key"])
+    assert call(retired, f"{APP}={cookie}").body.startswith(repr((token, {"a": "1"})).encode())
+    # a cookie of a session that is gone is expired, not signed again
+    rs.kill(APP, token)
+    assert call(rotated, f"{APP}={old_cookie}").cookie() == ""
+
+
 def test_key_rotation_old_verifies_new_signs(make_app, rs, command_counter):
     old_app = make_app(secret_keys=["old-key"])
     _, old_cookie = login(old_app, "u")

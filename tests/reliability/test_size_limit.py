@@ -3,8 +3,6 @@ last accepted data and never grows past the limit."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from redis_sessions import RedisSessions, SessionTooLarge
@@ -72,17 +70,21 @@ def test_raise_mode_clear_error(make_app, small, redis_client, namespace):
     assert small.get(APP, token)["d"] == {"keep": "1"}
 
 
-def test_anonymous_mode_logs_and_answers(make_app, small, redis_client, namespace, caplog):
-    """on_backend_error="anonymous" (the default): the oversized change is dropped with a logged
-    error naming the limit, the response goes out, and Redis keeps the last accepted data."""
+def test_too_large_reaches_the_app_whatever_on_backend_error_says(make_app, small, redis_client,
+                                                                  namespace):
+    """on_backend_error="anonymous" (the default) is for Redis outages: the app's own oversized
+    data raises SessionTooLarge (issue 18, item 5): when assigned if one value alone is over the
+    limit, else when saved. Redis keeps the last accepted data."""
     app = make_app(sessions=small)
     token = call(app, path="/login", query="user=u").cookie()
     call(app, f"{APP}={token}", path="/set", query="keep=1")
     before = stored_d(redis_client, namespace, token)
-    with caplog.at_level(logging.ERROR, logger="redis_sessions"):
-        response = call(app, f"{APP}={token}", path="/big", query=f"bytes={SMALL_BYTES * 50}")
-    assert response.code == 200
-    assert any("limit" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    with pytest.raises(SessionTooLarge, match="d.blob alone"):  # at the assignment
+        call(app, f"{APP}={token}", path="/big", query=f"bytes={SMALL_BYTES * 50}")
+    with pytest.raises(SessionTooLarge, match="keys; the limit is 20"):  # at the save
+        call(app, f"{APP}={token}", path="/big", query=f"keys={SMALL_KEYS * 5}")
+    with pytest.raises(SessionTooLarge, match="bytes; the limit is 2000"):  # at the save
+        call(app, f"{APP}={token}", path="/big", query="keys=2&bytes=1990")
     assert stored_d(redis_client, namespace, token) == before
     assert small.get(APP, token)["d"] == {"keep": "1"}
 

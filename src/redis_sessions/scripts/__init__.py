@@ -25,6 +25,9 @@ Arg = bytes | str | int
 
 # functions that only read: Redis lets them run when it is out of memory
 _READ_ONLY = ("soid", "soapp", "activity", "devices")
+# functions that only delete (a logout, the wipe): flagged to run when Redis is out of memory too,
+# so a logout happens at maxmemory under noeviction, where every other write is refused
+_ALLOW_OOM = ("kill", "killsoid", "killall", "killdevice", "wipe")
 _NAMES = ("create", "create_anonymous", "rotate", "get", "set", "kill", "killsoid", "killall",
           "soid", "soapp", "activity", "wipe", "take", "devices", "killdevice")
 
@@ -62,7 +65,8 @@ class Script:
 
 
 def _registration(name: str) -> bytes:
-    flags = b"{'no-writes'}" if name in _READ_ONLY else b"{}"
+    flags = (b"{'no-writes'}" if name in _READ_ONLY
+             else b"{'allow-oom'}" if name in _ALLOW_OOM else b"{}")
     return (b"redis.register_function{function_name='rs_" + VERSION.encode() + b"_"
             + name.encode() + b"', flags=" + flags + b", callback=function(KEYS, ARGV)\n"
             + b"begin(KEYS, ARGV)\n" + _SOURCES[name] + b"\nend}\n")

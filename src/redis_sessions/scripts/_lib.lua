@@ -99,22 +99,15 @@ local function checked_ttl(text)
   return ttl
 end
 
--- Give a user's token set (shared by that user's sessions) a Redis TTL of at least secs, never
--- shortening a longer one: EXPIRE GT extends an existing TTL in one command. A new session's
--- set may have none yet (SADD just made it): NX first, which then takes one command too.
-local function extend(key, secs, new)
-  if new and redis.call('EXPIRE', key, secs, 'NX') == 1 then return end
-  redis.call('EXPIRE', key, secs, 'GT')
-end
-
 local function publish(token)
   if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, APP .. ':' .. token) end
 end
 
 -- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
--- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTLs of
--- the session's hash and its user's token set (the app-wide indexes, as in Node, carry none:
--- the wiper keeps them tidy).
+-- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTL of
+-- the session's hash. No index carries a TTL (as in Node; the wiper keeps them tidy): under a
+-- volatile-* eviction policy Redis may then evict a session, never the user's token set that
+-- killsoid and soid find it by. A set left with a TTL by an earlier release loses it here.
 -- ``fields`` (a flat list of hash fields and values the caller changes, may be empty) is
 -- written in the same HSET. The scores and TTLs follow la, so they are written only when la
 -- moved (or the session is new): a session used again within a second costs no index update.
@@ -145,7 +138,7 @@ local function touch(s, token, now, fields)
     -- the session counts as expired once now > la + ttl
     local left = decimal(s.la + s.ttl + 1 - now)
     redis.call('EXPIRE', s.key, left)
-    extend(USER_PREFIX .. s.id, left, s.new)
+    redis.call('PERSIST', USER_PREFIX .. s.id)
   end
 end
 
@@ -163,11 +156,19 @@ local function kill(token, id)
   return n, indexed
 end
 
--- The session at key when it is live; an expired one is removed on the spot (with its index
--- entries) and, like a missing one, gives nil. Nothing is ever recreated.
+-- Whether the user's token set lists the session. A session it does not list has ended: an
+-- allkeys-* eviction policy may drop the set while the hashes stay, and killsoid and soid find
+-- sessions by that set only, so what it lost must never be served again.
+local function listed(s, token)
+  return redis.call('SISMEMBER', USER_PREFIX .. s.id, token) == 1
+end
+
+-- The session at key when it is live; an expired one (or one its user's set lost) is removed
+-- on the spot (with its index entries) and, like a missing one, gives nil. Nothing is ever
+-- recreated.
 local function live(key, token, now)
   local s = load(key, now)
-  if s and s.expired then
+  if s and (s.expired or not listed(s, token)) then
     kill(token, s.id)
     return nil
   end
@@ -175,10 +176,10 @@ local function live(key, token, now)
 end
 
 -- Append token and its session reply (and score, when given) to out when the session is live
--- (read, not recorded).
-local function collect(out, token, now, score)
+-- (read, not recorded). ``in_set``: the token came from its user's set (no need to ask it).
+local function collect(out, token, now, score, in_set)
   local s = load(SESSION_PREFIX .. token, now)
-  if s and not s.expired then
+  if s and not s.expired and (in_set or listed(s, token)) then
     out[#out + 1] = token
     out[#out + 1] = reply(s)
     if score then out[#out + 1] = score end
@@ -190,7 +191,7 @@ end
 -- session removed. Returns 1 when an expired session went, else 0.
 local function wipe_one(key, token, known_id, now)
   local s = load(key, now)
-  if s and not s.expired then
+  if s and not s.expired and listed(s, token) then
     redis.call('ZADD', EXPIRY_KEY, s.expires, APP .. ':' .. token .. ':' .. s.id)
     return 0
   end
@@ -285,11 +286,104 @@ local function json_members(s, index)
   end
 end
 
+-- A change is checked before it is spliced into d (a malformed one would make the whole session
+-- unreadable): each value must be exactly one JSON value as core's encoder writes it (no
+-- whitespace, no control characters, strict numbers: cjson alone accepts hex, nan and leading
+-- zeros, valid escapes, valid UTF-8), each key a JSON string. The usual value (a string without
+-- escapes, a number, a literal) takes a match or two; the rest is scanned, its structure left to
+-- cjson.
+
+-- Whether t is valid UTF-8 as Python decodes it strictly (no overlong forms, no surrogates,
+-- nothing beyond U+10FFFF); ASCII runs are skipped by one search each.
+local function utf8(t)
+  local i = string.find(t, '[\128-\255]')
+  while i do
+    local c, need, low, high = string.byte(t, i), 0, 128, 191
+    if c >= 194 and c <= 223 then
+      need = 1
+    elseif c >= 224 and c <= 239 then
+      need = 2
+      if c == 224 then low = 160 elseif c == 237 then high = 159 end
+    elseif c >= 240 and c <= 244 then
+      need = 3
+      if c == 240 then low = 144 elseif c == 244 then high = 143 end
+    else
+      return false
+    end
+    for k = 1, need do
+      local b = string.byte(t, i + k)
+      if not b or b < low or b > high then return false end
+      low, high = 128, 191
+    end
+    i = string.find(t, '[\128-\255]', i + need + 1)
+  end
+  return true
+end
+
+local function json_number(t)
+  local _, e = string.find(t, '^-?0')
+  if not e then _, e = string.find(t, '^-?[1-9]%d*') end
+  if not e then return false end
+  local _, f = string.find(t, '^%.%d+', e + 1)
+  if f then e = f end
+  local _, x = string.find(t, '^[eE][-+]?%d+', e + 1)
+  if x then e = x end
+  return e == #t
+end
+
+local function json_token(t)
+  return json_number(t) or t == 'true' or t == 'false' or t == 'null'
+end
+
+local function json_value(t)
+  if string.find(t, '^"[^"\\%z\1-\31]*"$') then return utf8(t) end
+  if json_token(t) then return true end
+  if string.find(t, '[%z\1-\31]') or not utf8(t) then return false end
+  local i = 1
+  while true do  -- every escape valid
+    local p = string.find(t, '\\', i, true)
+    if not p then break end
+    local c = string.sub(t, p + 1, p + 1)
+    if c == 'u' then
+      if not string.find(t, '^%x%x%x%x', p + 2) then return false end
+      i = p + 6
+    elseif c ~= '' and string.find('"\\/bfnrt', c, 1, true) then
+      i = p + 2
+    else
+      return false
+    end
+  end
+  -- what is left once strings are gone: only structure and strict scalar tokens
+  local skeleton = string.gsub(string.gsub(t, '\\.', 'X'), '"[^"]*"', '0')
+  if not string.find(skeleton, '^[%[%]{}:,%w%.%-+]+$') then return false end
+  local ok = true
+  for token in string.gmatch(skeleton, '[%w%.%-+]+') do
+    if not json_token(token) then ok = false end
+  end
+  return ok and (pcall(cjson.decode, t))
+end
+
+local function json_key(t)
+  if string.find(t, '^"[^"\\%z\1-\31]*"$') then return utf8(t) end
+  return string.byte(t, 1) == 34 and string.byte(t, -1) == 34 and #t > 1 and json_value(t)
+end
+
+-- The first malformed change of ARGV[first..] (its position), or nil when they are all well formed.
+local function bad_change(first)
+  if (#ARGV - first) % 2 == 0 then return #ARGV end  -- a key without a value
+  for i = first, #ARGV, 2 do
+    local value = ARGV[i + 1]
+    if not json_key(ARGV[i]) or (value ~= '' and not json_value(value)) then return i end
+  end
+  return nil
+end
+
 -- Apply the encoded changes ARGV[first..] (pairs: JSON key, JSON value or "" = delete) to the
 -- stored JSON text of d. Stored keys keep their order and untouched values their bytes; new keys
 -- go at the end (as Node's merge does). Returns the new text (nil when empty) and its key count;
--- the count is -1 when the stored text is not a JSON object.
+-- the count is -1 when the stored text is not a JSON object, -2 when a change is malformed.
 local function merge(stored, first)
+  if bad_change(first) then return nil, -2 end
   local members, index = {}, {}
   if stored then
     local ok, parsed = pcall(json_members, stored, index)
@@ -358,6 +452,7 @@ local function store(s, token, now)
 end
 
 local function refuse_data(text, count, max_bytes, max_keys)
+  if count == -2 then return 'RSINVALID a change is not a JSON key and one JSON value' end
   if count < 0 then return 'RSCORRUPT the stored session data is not a JSON object' end
   if count > max_keys then
     return 'RSTOOLARGE the session data would have ' .. count .. ' keys; the limit is ' .. max_keys

@@ -6,6 +6,6 @@ local now = now_seconds()
 local scan = redis.call('SSCAN', KEYS[4], ARGV[6], 'COUNT', tonumber(ARGV[7]))
 local out = {scan[1]}
 for _, token in ipairs(scan[2]) do
-  collect(out, token, now)
+  collect(out, token, now, nil, true)
 end
 return out
