@@ -34,7 +34,7 @@ from ._constants import (
 )
 from .cache import LocalCache
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
-from .eviction import eviction_warnings
+from .eviction import OK, eviction_risks
 from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
 from .keys import with_bucket
 
@@ -354,8 +354,9 @@ class Operations:
         except SessionError as exc:
             log.debug("redis-sessions: eviction policy not checked: %s", exc)
             return
-        for warning in eviction_warnings(info, self.redis_ttl):
-            log.warning("redis-sessions: %s", warning)
+        for risk in eviction_risks(info, self.redis_ttl):
+            if risk.level != OK:
+                log.warning("redis-sessions: Redis %s", risk.message)
 
     def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""
