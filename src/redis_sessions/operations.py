@@ -292,21 +292,10 @@ def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
 
-def _refusal(error: SessionError) -> SessionError:
-    """A script's refusal of its arguments (RSINVALID) as the ValidationError it is; any other
-    error as it came."""
-    message = str(error)
-    if isinstance(error, BackendError) and "RSINVALID " in message:
-        refused = ValidationError("invalidValue", message.split("RSINVALID ", 1)[1])
-        refused.__cause__ = error
-        return refused
-    return error
-
-
 def _retry_on_collision(error: SessionError) -> None:
     """A token collision (RSEXISTS) is astronomically unlikely; anything else is raised."""
     if not isinstance(error, BackendError) or "RSEXISTS" not in str(error):
-        raise _refusal(error)
+        raise error
 
 
 class Operations:
@@ -447,8 +436,6 @@ class Operations:
                  ("2" if keep_empty else "1") if anonymous else "0", "1" if follow else "0",
                  *changes), self.wait,
             )
-        except SessionError as exc:
-            raise _refusal(exc)
         finally:
             if cache is not None:  # again: a get() that read meanwhile may not cache the old
                 cache.drop(app, token)
