@@ -2,11 +2,13 @@
 
 Each check gives a ``Finding`` (``ok``, ``warning`` or ``problem``). Problems stop the library
 from working or lose sessions (a server without Functions, an ACL that forbids what the
-functions run, an eviction policy that drops session keys, the wrong layout, too few replicas for
-``durability="replicated"``); warnings are choices with a cost (no persistence, a clock apart).
-The library check loads the function library where it is missing (what the first call of an app
-does anyway) and creates and kills one probe session in the namespace, so the ACL is tested by
-the very functions an app runs, not guessed from its rules.
+functions run, an ``allkeys-*`` eviction policy, the wrong layout, too few replicas for
+``durability="replicated"``); warnings are choices with a cost (no persistence, a
+``volatile-*`` policy, a clock apart). The eviction policy is judged by ``eviction.py``, as the
+managers judge it at their first call. The library check loads the function library where it
+is missing (what the first call of an app does anyway) and creates and kills one probe session
+in the namespace, so the ACL is tested by the very functions an app runs, not guessed from its
+rules.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from redis.cluster import RedisCluster
 
 from . import scripts
 from .errors import BackendUnsupported, SessionError
+from .eviction import OK, PROBLEM, WARNING, eviction_risks
 
-__all__ = ["Finding", "run_checks", "eviction_risk", "MAX_CLOCK_SKEW", "PROBE_APP"]
+__all__ = ["Finding", "run_checks", "MAX_CLOCK_SKEW", "PROBE_APP"]
 
-OK, WARNING, PROBLEM = "ok", "warning", "problem"
 #: the seconds a server's clock (each master's) may differ from this machine's
 MAX_CLOCK_SKEW = 2.0
 #: the app name of the probe session the ACL check creates and kills
@@ -45,27 +47,6 @@ class Finding:
 
     def as_dict(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v != ""}
-
-
-def eviction_risk(maxmemory: int, policy: str) -> tuple[str, str]:
-    """Whether Redis may evict session keys under ``maxmemory``/``maxmemory-policy``, and why.
-
-    Session hashes, user sets, anonymous sessions and rotation marks carry a Redis TTL, so the
-    ``volatile-*`` policies evict them as readily as the ``allkeys-*`` ones evict everything:
-    users are logged out at random, and an evicted rotation mark makes a request still in flight
-    with a token a login just replaced expire the browser's new cookie. Only ``noeviction`` (writes fail visibly when memory is full)
-    or no limit keeps every session."""
-    if maxmemory == 0:
-        return OK, "no maxmemory limit: nothing is evicted"
-    limit = f"maxmemory {maxmemory} bytes"
-    if policy == "noeviction":
-        return OK, (f"noeviction with {limit}: when memory is full, writes fail visibly and "
-                    "no session is dropped")
-    scope = ("keys with a TTL, which session keys carry" if policy.startswith("volatile")
-             else "any key, session indexes included")
-    return PROBLEM, (f"maxmemory-policy {policy} with {limit} evicts {scope}: when memory is "
-                     "full Redis drops sessions (users logged out at random); set "
-                     "maxmemory-policy noeviction, or keep sessions on a Redis of their own")
 
 
 def _version(info: dict[str, Any]) -> tuple[str, str, tuple[int, ...]]:
@@ -104,8 +85,9 @@ def _server_checks(name: str, client: redis.Redis, layout: str, replicas: int | 
         add("version", PROBLEM, f"{kind} {text} has no Redis Functions: redis-sessions needs "
                                 f"{need}")
 
-    add("eviction", *eviction_risk(int(info.get("maxmemory", 0)),
-                                   str(info.get("maxmemory_policy", "noeviction"))))
+    # the managers' own assessment (eviction.py), for their default redis_ttl=True
+    for risk in eviction_risks(info):
+        add("eviction", risk.level, risk.message)
 
     aof = bool(int(info.get("aof_enabled", 0)))
     try:

@@ -1,20 +1,38 @@
-"""What Redis's eviction policy may do to the sessions: the warnings, from ``INFO memory``.
+"""What Redis's eviction policy may do to the sessions, judged once, from ``INFO memory``.
 
 Under ``maxmemory`` Redis either refuses writes (``noeviction``) or evicts keys: any key
 (``allkeys-*``) or only keys with a TTL (``volatile-*``). The indexes never carry a TTL, and a
 session missing from its user's token set counts as ended, so every live session of a user id is
-found by soid/killsoid under every policy; what a policy can still cost is said here. The
-managers log these warnings at their first call; the CLI's server check shows them too.
+found by soid/killsoid under every policy. What a policy can still cost decides its level:
+
+- no ``maxmemory``, or ``noeviction``: nothing is evicted (``OK``);
+- ``volatile-*``: users may be logged out before their ttl (``WARNING``: supported);
+- ``allkeys-*``: an evicted app-wide index makes killall, soapp, activity and the wiper miss
+  sessions (``PROBLEM``).
+
+The managers log what is not ``OK`` at their first call; ``redis-sessions check`` reports each
+risk at its level (a problem: exit 1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
-__all__ = ["eviction_warnings", "parse_info"]
+__all__ = ["Risk", "eviction_risks", "parse_info", "OK", "WARNING", "PROBLEM"]
 
-#: the policies under which Redis never evicts and refuses writes at maxmemory instead
+#: the levels of a risk (and of every finding of ``redis-sessions check``)
+OK, WARNING, PROBLEM = "ok", "warning", "problem"
+#: the policy under which Redis never evicts and refuses writes at maxmemory instead
 SAFE_POLICY = "noeviction"
+
+
+class Risk(NamedTuple):
+    """One thing the policy may do to the sessions: its level (``OK``, ``WARNING`` or
+    ``PROBLEM``) and a sentence saying what and why."""
+
+    level: str
+    message: str
 
 
 def parse_info(info: Mapping[str, object] | bytes | str) -> tuple[str, int]:
@@ -32,31 +50,37 @@ def parse_info(info: Mapping[str, object] | bytes | str) -> tuple[str, int]:
     return policy, maxmemory
 
 
-def eviction_warnings(info: Mapping[str, object] | bytes | str, redis_ttl: bool) -> list[str]:
-    """What the server's eviction policy may remove, one sentence each ([] when nothing: no
-    ``maxmemory``, or ``noeviction``). ``redis_ttl`` is the manager's option (a Redis TTL on
-    each session's hash)."""
+def eviction_risks(info: Mapping[str, object] | bytes | str, redis_ttl: bool = True
+                   ) -> list[Risk]:
+    """What the server's eviction policy may remove, worst first: one ``OK`` risk when nothing
+    can be evicted, else a sentence per risk. ``info`` is ``INFO memory`` (redis-py's dict or
+    the raw text); ``redis_ttl`` the manager's option (a Redis TTL on each session's hash)."""
     policy, maxmemory = parse_info(info)
-    if not maxmemory or policy == SAFE_POLICY:
-        return []
+    if not maxmemory:
+        return [Risk(OK, "no maxmemory limit: nothing is evicted")]
+    if policy == SAFE_POLICY:
+        return [Risk(OK, f"noeviction with maxmemory {maxmemory} bytes: nothing is evicted; "
+                         "at maxmemory Redis refuses logins, saves and loads, and logouts "
+                         "still run")]
     if policy.startswith("allkeys-"):
         return [
-            f"Redis maxmemory-policy is {policy}: at maxmemory Redis may evict any session "
-            "(the user is logged out early) and any index; a session whose user index was "
-            "evicted ends at its next use, so soid/killsoid stay exact",
-            f"Redis maxmemory-policy is {policy}: an evicted app-wide index makes killall, "
-            "soapp, activity and the wiper miss sessions; use noeviction (recommended) or a "
-            "volatile-* policy",
+            Risk(PROBLEM, f"maxmemory-policy {policy}: an evicted app-wide index makes "
+                          "killall, soapp, activity and the wiper miss sessions; use "
+                          "noeviction (recommended) or a volatile-* policy"),
+            Risk(WARNING, f"maxmemory-policy {policy}: at maxmemory Redis may evict any "
+                          "session (the user is logged out early) and any user index; a "
+                          "session whose user index was evicted ends at its next use, so "
+                          "soid/killsoid stay exact"),
         ]
-    warnings = []
+    risks = []
     if redis_ttl:
-        warnings.append(
-            f"Redis maxmemory-policy is {policy}: at maxmemory Redis may evict session hashes "
-            "(they carry a Redis TTL with redis_ttl=True), logging users out before their ttl; "
-            "the indexes carry none, so soid/killsoid stay exact. noeviction keeps them (then "
-            "writes fail at maxmemory, logouts still run)")
-    warnings.append(
-        f"Redis maxmemory-policy is {policy}: at maxmemory Redis may evict anonymous sessions "
-        "and rotation marks (they carry a Redis TTL): visitors lose their data, a request in "
-        "flight during a log-in may expire the new cookie")
-    return warnings
+        risks.append(Risk(WARNING, f"maxmemory-policy {policy}: at maxmemory Redis may evict "
+                                   "session hashes (they carry a Redis TTL with "
+                                   "redis_ttl=True), logging users out before their ttl; the "
+                                   "indexes carry none, so soid/killsoid stay exact. "
+                                   "noeviction keeps every session"))
+    risks.append(Risk(WARNING, f"maxmemory-policy {policy}: at maxmemory Redis may evict "
+                               "anonymous sessions and rotation marks (they carry a Redis "
+                               "TTL): a visitor loses their data, and a request in flight "
+                               "during a log-in may expire the new cookie"))
+    return risks

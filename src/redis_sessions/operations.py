@@ -34,7 +34,7 @@ from ._constants import (
 )
 from .cache import LocalCache
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
-from .eviction import eviction_warnings
+from .eviction import OK, eviction_risks
 from .keys import BUCKETS, ClusterKeys, Keys, parse_expiry_member, token_bucket, user_bucket
 from .keys import with_bucket
 
@@ -292,21 +292,10 @@ def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
 
-def _refusal(error: SessionError) -> SessionError:
-    """A script's refusal of its arguments (RSINVALID) as the ValidationError it is; any other
-    error as it came."""
-    message = str(error)
-    if isinstance(error, BackendError) and "RSINVALID " in message:
-        refused = ValidationError("invalidValue", message.split("RSINVALID ", 1)[1])
-        refused.__cause__ = error
-        return refused
-    return error
-
-
 def _retry_on_collision(error: SessionError) -> None:
     """A token collision (RSEXISTS) is astronomically unlikely; anything else is raised."""
     if not isinstance(error, BackendError) or "RSEXISTS" not in str(error):
-        raise _refusal(error)
+        raise error
 
 
 class Operations:
@@ -354,8 +343,9 @@ class Operations:
         except SessionError as exc:
             log.debug("redis-sessions: eviction policy not checked: %s", exc)
             return
-        for warning in eviction_warnings(info, self.redis_ttl):
-            log.warning("redis-sessions: %s", warning)
+        for risk in eviction_risks(info, self.redis_ttl):
+            if risk.level != OK:
+                log.warning("redis-sessions: Redis %s", risk.message)
 
     def _app(self, app: str) -> AppContext | ClusterApp:
         """The validated app's context."""
@@ -446,8 +436,6 @@ class Operations:
                  ("2" if keep_empty else "1") if anonymous else "0", "1" if follow else "0",
                  *changes), self.wait,
             )
-        except SessionError as exc:
-            raise _refusal(exc)
         finally:
             if cache is not None:  # again: a get() that read meanwhile may not cache the old
                 cache.drop(app, token)

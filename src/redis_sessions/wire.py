@@ -23,20 +23,26 @@ from .errors import (
     ReplicationTimeout,
     SessionError,
     SessionTooLarge,
+    ValidationError,
 )
 from .scripts import Arg, Script
 
 
 def backend_error(exc: Exception) -> SessionError:
-    """The redis-sessions exception for a redis-py/hiredis one (the original is its __cause__)."""
+    """The redis-sessions exception for a redis-py/hiredis one (the original is its __cause__):
+    a script's refusal of its arguments is the ``ValidationError`` it is (``SessionTooLarge``
+    for the size limits), every other error a ``BackendError``."""
     if isinstance(exc, CONNECTION_ERRORS):
         return unavailable(exc)
     message = str(exc)
     unsupported = scripts.unsupported(message)  # no Functions, or the ACL forbids them
     if unsupported is not None:
         return unsupported
+    # the scripts' refusals of their arguments: the app's errors, not Redis failures
     if message.startswith("RSTOOLARGE "):
         return SessionTooLarge(message[len("RSTOOLARGE ") :])
+    if message.startswith("RSINVALID "):
+        return ValidationError("invalidValue", message[len("RSINVALID ") :])
     if message.startswith(("CROSSSLOT", "MOVED", "ASK ", "CLUSTERDOWN")):
         return BackendError(f"Redis error: {message} (this Redis is a cluster node: Node's layout "
                             'cannot run on a Redis Cluster, use layout="cluster")')

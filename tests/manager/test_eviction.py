@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from redis_sessions import BackendError, RedisSessions
-from redis_sessions.eviction import eviction_warnings
+from redis_sessions.eviction import OK, PROBLEM, WARNING, eviction_risks
 
 from ..redis_server import RedisServer
 
@@ -126,23 +126,31 @@ def test_kills_run_when_redis_is_out_of_memory(server, client) -> None:
 
 
 @pytest.mark.parametrize("policy, redis_ttl, expected", [
-    ("noeviction", True, []),
-    ("volatile-lru", False, ["anonymous"]),
-    ("volatile-lru", True, ["session", "anonymous"]),
-    ("volatile-ttl", True, ["session", "anonymous"]),
-    ("allkeys-lru", False, ["session", "killall"]),
-    ("allkeys-random", True, ["session", "killall"]),
+    ("noeviction", True, [(OK, "nothing is evicted")]),
+    ("volatile-lru", False, [(WARNING, "anonymous")]),
+    ("volatile-lru", True, [(WARNING, "session hashes"), (WARNING, "anonymous")]),
+    ("volatile-lfu", True, [(WARNING, "session hashes"), (WARNING, "anonymous")]),
+    ("volatile-random", True, [(WARNING, "session hashes"), (WARNING, "anonymous")]),
+    ("volatile-ttl", True, [(WARNING, "session hashes"), (WARNING, "anonymous")]),
+    ("allkeys-lru", False, [(PROBLEM, "killall"), (WARNING, "any session")]),
+    ("allkeys-lfu", True, [(PROBLEM, "killall"), (WARNING, "any session")]),
+    ("allkeys-random", True, [(PROBLEM, "killall"), (WARNING, "any session")]),
 ])
-def test_eviction_warnings(policy, redis_ttl, expected) -> None:
+def test_eviction_risks(policy, redis_ttl, expected) -> None:
+    """The one assessment (the managers log it, ``redis-sessions check`` reports it): nothing
+    evicted is fine, volatile-* a warning (sessions may end early: supported), allkeys-* a
+    problem (killall/soapp/activity/wiper may miss sessions), the worst first."""
     info = {"maxmemory": 100 << 20, "maxmemory_policy": policy}
-    warnings = eviction_warnings(info, redis_ttl)
-    assert len(warnings) == len(expected)
-    for warning, word in zip(warnings, expected):
-        assert word in warning and policy in warning
-    assert eviction_warnings({"maxmemory": 0, "maxmemory_policy": policy}, redis_ttl) == []
+    risks = eviction_risks(info, redis_ttl)
+    assert [risk.level for risk in risks] == [level for level, _ in expected]
+    for risk, (_, words) in zip(risks, expected):
+        assert words in risk.message and policy in risk.message
+    # no maxmemory: nothing is evicted, whatever the policy
+    assert eviction_risks({"maxmemory": 0, "maxmemory_policy": policy}, redis_ttl) == [
+        (OK, "no maxmemory limit: nothing is evicted")]
     # INFO's text, as a wire returns it
     text = f"# Memory\r\nmaxmemory:{100 << 20}\r\nmaxmemory_policy:{policy}\r\n".encode()
-    assert eviction_warnings(text, redis_ttl) == warnings
+    assert eviction_risks(text, redis_ttl) == risks
 
 
 def test_the_policy_is_checked_once_at_the_first_call(server, client, caplog) -> None:
@@ -152,5 +160,15 @@ def test_the_policy_is_checked_once_at_the_first_call(server, client, caplog) ->
                                                                   "redis_sessions"):
         token = rs.create(APP, "alice", "10.0.0.1")
         rs.get(APP, token)
-    warnings = [r.getMessage() for r in caplog.records if "allkeys-lru" in r.getMessage()]
-    assert len(warnings) == 2  # sessions and the app-wide indexes, said once
+    warnings = [r for r in caplog.records if "allkeys-lru" in r.getMessage()]
+    assert len(warnings) == 2  # the app-wide indexes and the sessions, said once
+    assert all(r.levelno == logging.WARNING for r in warnings)
+
+
+def test_nothing_is_logged_when_nothing_can_be_evicted(server, client, caplog) -> None:
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1 << 30)
+    with RedisSessions(server.url, wipe=0) as rs, caplog.at_level(logging.DEBUG,
+                                                                  "redis_sessions"):
+        rs.create(APP, "alice", "10.0.0.1")
+    assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]

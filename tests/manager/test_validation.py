@@ -189,6 +189,34 @@ def test_the_set_script_refuses_malformed_changes_too(rs, redis_client, namespac
     assert redis_client.hgetall(key) == stored
 
 
+def test_a_scripts_refusal_is_a_validation_error_on_the_wires(rs, redis_url, namespace) -> None:
+    """A script's RSINVALID reply becomes a ValidationError in wire.backend_error (beside
+    RSTOOLARGE's SessionTooLarge), which every wire uses: whatever operation ran the script, the
+    app gets its own error, never a BackendError (which on_backend_error would swallow)."""
+    import asyncio
+
+    from redis_sessions import BackendError, scripts
+    from redis_sessions.aio import AsyncRedisSessions
+
+    token = rs.create(APP, "user1", "10.0.0.1")
+    ctx = rs._app(APP)
+    call = ctx.call(scripts.SET, ctx.token_keys(token),
+                    (token, *rs.limits, "", "0", "0", b'"a"', b'1,"x":2'))
+    with pytest.raises(ValidationError) as info:
+        rs._wire.run(call.script, call.keys, call.args)
+    assert not isinstance(info.value, BackendError) and info.value.code == "invalidValue"
+    assert info.value.message == "a change is not a JSON key and one JSON value"
+
+    async def on_the_async_wire() -> None:
+        async with AsyncRedisSessions(redis_url, namespace=namespace, wipe=0) as ars:
+            await ars._wire.run(call.script, call.keys, call.args)
+
+    with pytest.raises(ValidationError) as info:
+        asyncio.run(on_the_async_wire())
+    assert not isinstance(info.value, BackendError)
+    assert "d" not in rs.get(APP, token)  # nothing was written
+
+
 def test_well_formed_changes_of_every_shape_are_applied(rs) -> None:
     from redis_sessions import core
 
