@@ -3,14 +3,22 @@
     python bench/roundtrip.py [--loops 2000] [--repeat 9]
 
 Rows: a raw socket + hiredis.Reader round trip of the get function (the floor: nothing but packing,
-the network and Redis), the manager's get() (validation, the wire fast path, parsing), and the same
-function through ``redis.Redis.fcall`` plus parsing. Medians of ``--repeat`` runs.
+the network and Redis), the manager's get() (validation, a connection per call from this process's
+idle list, the wire, parsing), the same on a ``BlockingConnectionPool`` (whose connections go back
+to redis-py's pool after every call), and the same function through ``redis.Redis.fcall`` plus
+parsing. The rows are
+measured in turns (each of ``--repeat`` rounds times every row once, in a rotated order), so a
+busy machine slows them alike; "vs floor" is the median of each round's ratio.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import argparse
 import secrets
+import statistics
+import time
 
 import redis
 
@@ -42,24 +50,55 @@ def main() -> None:
         def fast() -> object:
             return rs.get(APP, token)
 
-        assert fast() is not None  # loads the library
+        bounded = RedisSessions(redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            url)), namespace=rs.namespace, wipe=0)
+
+        def through_pool() -> object:
+            return bounded.get(APP, token)
+
+        assert fast() is not None and through_pool() is not None  # (loads the library)
         with raw_caller(url, command) as raw:
             assert core.parse_session(raw()) is not None and plain() is not None
-            floor = measure(raw, opts.loops, opts.repeat)
-        ours = measure(fast, opts.loops, opts.repeat)
-        redispy = measure(plain, opts.loops, opts.repeat)
-        print(f"core: {core.IMPLEMENTATION}; {opts.repeat} runs of {opts.loops} calls; medians")
+            rows = {
+                "raw socket + hiredis (floor)": raw,
+                "RedisSessions.get() (fast path)": fast,
+                "RedisSessions.get(), BlockingConnectionPool": through_pool,
+                "redis.Redis.fcall + parse (plain redis-py)": plain,
+            }
+            runs = interleaved(rows, opts.loops, opts.repeat)
+        floor = runs["raw socket + hiredis (floor)"]
+        print(f"core: {core.IMPLEMENTATION}; {opts.repeat} rounds of {opts.loops} calls per row, "
+              "rows in turns; medians")
         print(f"{'path':44} {'us/op':>8} {'vs floor':>9}")
-        for name, value in (
-            ("raw socket + hiredis (floor)", floor),
-            ("RedisSessions.get() (fast path)", ours),
-            ("redis.Redis.fcall + parse (plain redis-py)", redispy),
-        ):
-            print(f"{name:44} {value:8.1f} {value / floor:8.2f}x")
-        print(f"plain redis-py / fast path: {redispy / ours:.2f}x")
+        for name, values in runs.items():
+            ratio = statistics.median(v / f for v, f in zip(values, floor))
+            print(f"{name:44} {statistics.median(values):8.1f} {ratio:8.2f}x")
+        ours, redispy = runs["RedisSessions.get() (fast path)"], \
+            runs["redis.Redis.fcall + parse (plain redis-py)"]
+        print("plain redis-py / fast path: "
+              f"{statistics.median(p / o for p, o in zip(redispy, ours)):.2f}x")
         rs.killall(APP)
         rs.close()
+        bounded.close()
         client.close()
+
+
+def interleaved(rows: dict[str, Callable[[], object]], loops: int, repeat: int
+                ) -> dict[str, list[float]]:
+    """µs per call of each row in each of ``repeat`` rounds, the rows taking turns (the order
+    rotated every round) so that the machine's load drifts over all of them alike."""
+    names = list(rows)
+    for fn in rows.values():
+        measure(fn, min(loops, 200), 1)  # warm-up
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeat):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            fn = rows[name]
+            start = time.perf_counter_ns()
+            for _ in range(loops):
+                fn()
+            runs[name].append((time.perf_counter_ns() - start) / loops / 1000)
+    return runs
 
 
 if __name__ == "__main__":

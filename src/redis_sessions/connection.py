@@ -1,10 +1,13 @@
 """The connection discipline of all four wires, in one place: a connection is either idle with no
 reply owed, or closed.
 
-Blocking wires (wire.py, cluster_wire.py) take a connection from redis-py's pool for each call
-(``take``: redis-py checks the pid and that nothing is waiting to be read), write with ``send``,
-read with ``receive`` and hand it back with ``give_back``, which first closes a connection that
-still owes a reply. However a call ends early (a timeout, a reset, ``gevent.Timeout``, a killed
+Blocking wires (wire.py, cluster_wire.py) take a connection of redis-py's pool for each call
+(``take``), write with ``send``, read with ``receive`` and hand it back with ``give_back``, which
+first closes a connection that still owes a reply. Between calls a connection waits in its pool's
+idle list of this process, and is taken from there only when its socket has nothing to read
+(a poll); a new one comes from the pool (redis-py connects it and checks the pid). A bounded pool
+(``BlockingConnectionPool``) gets every connection back after each call, so its waiters are
+served. However a call ends early (a timeout, a reset, ``gevent.Timeout``, a killed
 greenlet, ``KeyboardInterrupt``, an exception raised by a signal handler) and wherever it strikes,
 including inside the clean-up itself, the next caller never reads another caller's reply. Nothing
 is held per thread, so neither gevent's monkeypatching nor a pre-forking server can leave a
@@ -27,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import select
 import socket
 import weakref
 from collections.abc import Awaitable, Callable
@@ -37,7 +41,7 @@ import redis
 
 from .errors import BackendError, BackendUnavailable
 
-__all__ = ["take", "send", "receive", "give_back", "roundtrip", "Lease", "Pipe", "Pipes",
+__all__ = ["take", "send", "receive", "give_back", "roundtrip", "close_idle", "Lease", "Pipe", "Pipes",
            "exchange", "forget_in_child", "unavailable", "CONNECTION_ERRORS", "TIMEOUTS"]
 
 CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -45,6 +49,11 @@ TIMEOUTS = (redis.TimeoutError, TimeoutError)
 # set on a redis-py Connection from the moment a request is written until all its replies are
 # read; a connection handed back (or taken) with it set is closed first
 _OWED = "_redis_sessions_owed"
+# on a redis-py Connection: (its socket, a poll object watching that socket)
+_POLL = "_redis_sessions_poll"
+# on a redis-py pool: its _Idle list in this process (False: a bounded pool, which keeps none)
+_IDLE = "_redis_sessions_idle"
+_READABLE = select.POLLIN | select.POLLPRI
 
 
 def unavailable(exc: BaseException) -> BackendUnavailable:
@@ -83,10 +92,47 @@ def close(conn: Any) -> None:
     conn.__dict__[_OWED] = False  # only once closed: an interrupted close leaves it marked
 
 
+class _Idle:
+    """This process's connections of one pool between two calls: (connection, its socket, the
+    poll object that tells whether the server closed it or sent anything)."""
+
+    __slots__ = ("conns", "__weakref__")
+
+    def __init__(self) -> None:
+        self.conns: list[tuple[Any, socket.socket, Any]] = []
+        forget_in_child(self)
+
+    def _after_fork(self) -> None:
+        self.conns = []  # the parent's: never used in a child
+
+
+def _idle_of(pool: redis.ConnectionPool) -> _Idle | None:
+    """``pool``'s idle list (made on first use); None for a bounded pool."""
+    idle: _Idle | bool | None = pool.__dict__.get(_IDLE)
+    if idle is None:
+        idle = pool.__dict__[_IDLE] = (
+            False if isinstance(pool, redis.BlockingConnectionPool) else _Idle())
+    return idle if isinstance(idle, _Idle) else None
+
+
 def take(pool: redis.ConnectionPool) -> Any:
     """A connected connection of ``pool`` for one call (nothing sent yet: a failure here is
-    always safe to try again). redis-py checks the pid and that it has nothing to read; one
-    whose close was itself interrupted is closed and connected again here."""
+    always safe to try again): an idle one whose socket has nothing to read, else one from the
+    pool, where redis-py checks the pid and that it has nothing to read. One whose close was
+    itself interrupted is closed and connected again here."""
+    idle = pool.__dict__.get(_IDLE)
+    if idle:
+        conns = idle.conns
+        while conns:
+            try:
+                conn, sock, poller = conns.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if conn._sock is sock and not poller.poll(0):
+                return conn
+            # the server closed it (a restart, a timeout) or sent what nobody asked for
+            close(conn)
+            pool.release(conn)
     try:
         conn = pool.get_connection()
     except CONNECTION_ERRORS as exc:  # refused, timed out, none free in a bounded pool
@@ -145,12 +191,37 @@ def receive(conn: Any, count: int) -> list[object]:
 
 
 def give_back(pool: redis.ConnectionPool, conn: Any) -> None:
-    """Return ``conn`` to ``pool``, closed first when it still owes a reply."""
+    """Hand ``conn`` back after a call: closed first when it still owes a reply; then to the
+    idle list when it is connected and its pool keeps one, else to the pool."""
     try:
         if conn.__dict__.get(_OWED):
             close(conn)
     finally:
+        idle = _idle_of(pool)
+        sock = conn._sock
+        if idle is None or sock is None:
+            pool.release(conn)
+        else:
+            watched = conn.__dict__.get(_POLL)
+            if watched is None or watched[0] is not sock:
+                poller = select.poll()
+                poller.register(sock, _READABLE)
+                watched = conn.__dict__[_POLL] = (sock, poller)
+            idle.conns.append((conn, sock, watched[1]))
+
+
+def close_idle(pool: redis.ConnectionPool) -> None:
+    """Close the connections waiting for a call, in the pool and in this process's idle list
+    (a failover made their server a replica: new ones ask a Sentinel pool for the master)."""
+    idle = _idle_of(pool)
+    while idle is not None and idle.conns:
+        try:
+            conn = idle.conns.pop()[0]
+        except IndexError:
+            break
+        close(conn)
         pool.release(conn)
+    pool.disconnect(inuse_connections=False)
 
 
 def roundtrip(pool: redis.ConnectionPool, packed: bytes, count: int) -> list[object]:

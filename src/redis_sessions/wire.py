@@ -1,6 +1,6 @@
 """Runs the session scripts with one round trip each, over a connection of the client's pool.
 
-Each call takes a connection from the redis-py client's own pool and gives it back (connection.py:
+Each call takes a connection of the redis-py client's own pool and gives it back (connection.py:
 the one connection discipline of every wire), so connecting, AUTH, TLS, Sentinel, reconnects,
 bounded pools and fork checks stay redis-py's; what this module skips is redis-py's per-command
 work (argument encoding, parser layers, response callbacks), which costs more than the round trip
@@ -16,7 +16,7 @@ import hiredis
 import redis
 
 from . import core, scripts
-from .connection import CONNECTION_ERRORS, TIMEOUTS, roundtrip, unavailable
+from .connection import CONNECTION_ERRORS, TIMEOUTS, close_idle, roundtrip, unavailable
 from .errors import (
     BackendError,
     BackendUnavailable,
@@ -138,7 +138,7 @@ class Wire:
             # A failover made our server a replica (Sentinel): nothing was written, and every
             # idle connection points at it. Closed, they connect anew (a Sentinel pool asks for
             # the new master) and the call goes once more.
-            self.pool.disconnect(inuse_connections=False)
+            close_idle(self.pool)
             replies = self._roundtrip(packed, count)
         if scripts.is_missing(replies[0]):  # a new, restarted or flushed server: load, call again
             load, *replies = self._roundtrip(scripts.LOAD + packed, count + 1)

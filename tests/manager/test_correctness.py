@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from redis_sessions import RedisSessions, scripts
-from redis_sessions.errors import BackendError
+from redis_sessions.errors import BackendError, ValidationError
 
 APP = "app1"
 
@@ -35,7 +35,7 @@ def test_a_script_refuses_a_bad_ttl_before_writing(rs, redis_client, namespace) 
     halfway, leaving a session with no TTL that the wiper could not remove)."""
     ctx = rs._app(APP)
     token = "A" * 64
-    with pytest.raises(BackendError, match="ttl"):
+    with pytest.raises(ValidationError, match="ttl"):  # the script's refusal: bad input
         rs._wire.run(
             scripts.CREATE,
             (*ctx.keys, ctx.session_prefix + token, ctx.user_prefix + "u"),
