@@ -128,8 +128,12 @@ def take(pool: redis.ConnectionPool) -> Any:
                 conn, sock, poller = conns.pop()
             except IndexError:  # another thread took the last one
                 break
-            if conn._sock is sock and not poller.poll(0):
-                return conn
+            try:
+                if conn._sock is sock and not poller.poll(0):
+                    return conn
+            except BaseException:  # interrupted while looking (gevent's poll may switch)
+                conns.append((conn, sock, poller))  # it owes nothing: idle still
+                raise
             # the server closed it (a restart, a timeout) or sent what nobody asked for
             close(conn)
             pool.release(conn)

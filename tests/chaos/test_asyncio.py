@@ -39,6 +39,7 @@ async def cancel_scenario(make, name: str) -> None:
     assert timed.interrupted > 0 and cancelled.interrupted > 0, "nothing was interrupted"
     for tally in (timed, cancelled):
         assert (tally.wrong, tally.crashed) == (0, 0), tally.samples
+        assert tally.failed == 0, tally.failures  # no interruption broke a later call
     assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples + clean.failures
 
 

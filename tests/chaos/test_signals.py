@@ -36,6 +36,7 @@ def signal_scenario(make, name: str, exception: type[BaseException]) -> None:
     clean = report(f"{name}, clean pass", [clean])
     assert total.interrupted > 0, "the alarm never cut a call short"
     assert (total.wrong, total.crashed) == (0, 0), total.samples
+    assert total.failed == 0, total.failures  # no interruption left a connection unusable
     assert (clean.wrong, clean.crashed, clean.failed) == (0, 0, 0), clean.samples + clean.failures
 
 
