@@ -117,6 +117,7 @@ class CommandCounter:
         self.client = redis.Redis.from_url(url)
         self.marker = "rs-count-" + secrets.token_hex(8)
         self.commands: list[str] = []
+        self.clients: list[str] = []  # who sent each command
         self._monitor = self.client.monitor()
         self._monitor.__enter__()
         self._ready = threading.Event()
@@ -143,6 +144,7 @@ class CommandCounter:
                 return
             if info.get("client_type") != "lua":
                 self.commands.append(command)
+                self.clients.append(f"{info.get('client_address')}:{info.get('client_port')}")
 
     @property
     def count(self) -> int:
@@ -153,6 +155,23 @@ class CommandCounter:
             self.client.close()
             self._result = len(self.commands)
         return self._result
+
+    @property
+    def round_trips(self) -> int:
+        """``count``, a hot load's two HMGETs counted once: the manager writes them together
+        and reads both replies (tests/manager/test_hot_load.py checks that the server reads
+        them as one request)."""
+        total = self.count
+        pairs = zip(self.commands, self.commands[1:], self.clients, self.clients[1:])
+        return total - sum(1 for first, second, a, b in pairs
+                           if a == b and first.startswith("HMGET ") and first.endswith(" no_resave")
+                           and second.startswith("HMGET ") and second.endswith(" d ttl la"))
+
+    @property
+    def writes(self) -> list[str]:
+        """The commands that may write (anything but a hot load's HMGETs and markers)."""
+        self.count
+        return [c for c in self.commands if not c.startswith(("HMGET ", "ECHO "))]
 
 
 @pytest.fixture

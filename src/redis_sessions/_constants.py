@@ -32,6 +32,12 @@ MAX_DATA_BYTES = 64 * 1024
 # flight with it then keeps the browser's (new) cookie instead of expiring it.
 ROTATION_GRACE = 60
 
+# The activity resolution (seconds): a session used again within that long (and within a tenth
+# of its ttl) is read with plain commands and records no activity (docs/manager.md); 0 = Node's
+# rules, every load recording it. The most it may be: one hour.
+DEFAULT_ACTIVITY_RESOLUTION = 10
+MAX_ACTIVITY_RESOLUTION = 3600
+
 # Upper bounds of the numeric arguments, checked before anything is written: a larger ttl would
 # make EXPIRE fail halfway through a script. 10 years of seconds; a look-back window (deltaTime)
 # longer than the longest ttl finds nothing more.

@@ -21,6 +21,7 @@ from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
+    DEFAULT_ACTIVITY_RESOLUTION,
     DEFAULT_REPLICAS,
     DEFAULT_TTL,
     DEFAULT_WAIT_MS,
@@ -32,7 +33,7 @@ from ._constants import (
 from .cache import LocalCache
 from .cluster_wire import ClusterWire, not_a_cluster
 from .errors import SessionError, ValidationError
-from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
+from .operations import PAGE, Call, Calls, Commands, Op, Operations, Session, T, replication_wait
 from .wiper import Wiper
 from .wire import Wire, backend_error
 
@@ -85,6 +86,11 @@ class RedisSessions(Operations):
     regenerate, kill/destroy, killsoid, killall; not get/load nor the wipe) wait until
     ``replicas`` replicas acknowledged it (WAIT, at most ``timeout_ms``), else raise
     ``ReplicationTimeout``.
+
+    ``activity_resolution`` (seconds, default 10; 0 = Node's exact rules): a session used again
+    within that long (at most a tenth of its ttl) is read with plain commands that write
+    nothing, and its activity (``la``, ``idle``, the indexes, the Redis TTL, Node's ``r``) is
+    recorded at most once per that long; docs/manager.md says exactly what changes.
     """
 
     def __init__(
@@ -102,9 +108,11 @@ class RedisSessions(Operations):
         durability: str | None = None,
         replicas: int = DEFAULT_REPLICAS,
         timeout_ms: int = DEFAULT_WAIT_MS,
+        activity_resolution: int = DEFAULT_ACTIVITY_RESOLUTION,
     ) -> None:
         super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
-                         replication_wait(durability, replicas, timeout_ms))
+                         replication_wait(durability, replicas, timeout_ms),
+                         activity_resolution)
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         if isinstance(redis, RedisCluster) and layout != "cluster":
@@ -115,7 +123,8 @@ class RedisSessions(Operations):
             "wipe": wipe, "cache_time": cache_time, "cache_max": cache_max,
             "redis_ttl": redis_ttl, "max_data_keys": max_data_keys,
             "max_data_bytes": max_data_bytes, "layout": layout, "durability": durability,
-            "replicas": replicas, "timeout_ms": timeout_ms}
+            "replicas": replicas, "timeout_ms": timeout_ms,
+            "activity_resolution": activity_resolution}
         self.client, self._owns_client = make_client(redis, layout)
         self._wire: Any
         if isinstance(self.client, RedisCluster):
@@ -145,6 +154,8 @@ class RedisSessions(Operations):
                         reply: Any = wire.run(step.script, step.keys, step.args, step.wait)
                     elif isinstance(step, Calls):
                         reply = wire.run_many(step.script, step.calls, step.wait)
+                    elif isinstance(step, Commands):
+                        reply = wire.commands(step.commands, step.key)
                     else:
                         reply = wire.command(step.args, step.key)
                 except SessionError as exc:

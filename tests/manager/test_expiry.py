@@ -28,7 +28,7 @@ def test_redis_ttl_is_refreshed_by_activity(rs, redis_client, namespace) -> None
     token = rs.create(APP, "user1", "10.0.0.1", ttl=300)
     key = f"{namespace}:{APP}:{token}"
     redis_client.expire(key, 50)
-    redis_client.hincrby(key, "la", -5)
+    redis_client.hincrby(key, "la", -15)  # idle beyond the activity resolution (10 s)
     rs.get(APP, token)
     assert redis_client.ttl(key) >= 299
 
