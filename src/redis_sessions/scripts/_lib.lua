@@ -52,19 +52,19 @@ local function decimal(n)
   return string.format('%d', n)
 end
 
--- One session's stored fields, or nil when there is no session (or its ttl or la is not a
--- number). r and w stay the texts read (false when missing): get and set check the counter
--- they increment, the client checks them all. s.ttl is what get() returns (for no_resave
--- sessions the time remaining); s.ttl_text and s.la_text are the stored texts the reply carries.
+-- One session's stored fields, or nil when there is no session (or r, w, ttl or la is
+-- missing, or ttl or la no number). s.v holds the texts read, in STORED's order (the reply
+-- carries them; get and set check the counter they increment, the client checks them all).
+-- s.ttl is what get() returns (for no_resave sessions the time remaining).
 local function load(key, now)
   local v = redis.call('HMGET', key, 'id', 'r', 'w', 'ttl', 'd', 'la', 'ip', 'no_resave')
-  if not v[1] then return nil end
+  if not (v[1] and v[2] and v[3]) then return nil end
   local ttl, la = tonumber(v[4]), tonumber(v[6])
   if not (ttl and la) then return nil end
   local idle = now - la
-  local s = {key = key, id = v[1], r = v[2], w = v[3], ttl = ttl, la = la, d = v[5], ip = v[7],
-             no_resave = v[8] == '1', idle = idle, expires = la + ttl, expired = ttl < idle,
-             stored_ttl = ttl, ttl_text = v[4], la_text = v[6]}
+  local s = {key = key, id = v[1], d = v[5], ip = v[7], ttl = ttl, la = la, idle = idle,
+             no_resave = v[8] == '1', expires = la + ttl, expired = ttl < idle,
+             stored_ttl = ttl, v = v}
   if s.no_resave then s.ttl = ttl - idle end
   return s
 end
@@ -86,7 +86,8 @@ end
 -- the stored texts (ttl and la as read: the client computes idle, and a no_resave session's
 -- remaining ttl, from them). Ids and ips hold no line break (Node's rules and ours); d is last.
 local function reply(s)
-  return NOW .. '\n' .. s.r .. '\n' .. s.w .. '\n' .. s.ttl_text .. '\n' .. s.la_text .. '\n'
+  local v = s.v
+  return NOW .. '\n' .. v[2] .. '\n' .. v[3] .. '\n' .. v[4] .. '\n' .. v[6] .. '\n'
     .. (s.no_resave and '1' or '') .. '\n' .. s.id .. '\n' .. (s.ip or '') .. '\n' .. (s.d or '')
 end
 
@@ -134,6 +135,11 @@ end
 -- scores and the Redis TTL of the session's hash; a session used again sooner costs no index
 -- update. ``fields`` (a flat list of hash fields and values the caller changes, may be empty;
 -- ``added``: how many of them the hash may lack) is written in the same HSET.
+-- The hash's Redis TTL runs to the end of the minute in which the session expires (it counts as
+-- expired once now > la + ttl: every function treats it so before Redis removes it), so a move
+-- renews it only when that minute changes, at most once a minute for an active session; a
+-- session not yet marked `p` (made by an earlier release, or by Node: its TTL is another's, or
+-- none) gets its TTL at its first move.
 -- No index carries a TTL (as in Node; the wiper keeps them tidy): under a volatile-* eviction
 -- policy Redis may then evict a session, never the user's token set that killsoid and soid find
 -- it by. A new session's set is persisted when the session is stored; a set left with a TTL by
@@ -149,16 +155,18 @@ local function touch(s, token, now, fields, resolution, added)
   end
   local mark = moved and REDIS_TTL and not s.new
   if mark then fields[#fields + 1] = 'p' ; fields[#fields + 1] = '1' end
-  if #fields > 0 and redis.call('HSET', s.key, unpack(fields)) > added and mark then
-    redis.call('PERSIST', USER_PREFIX .. s.id)
-  end
+  local unmarked = #fields > 0 and redis.call('HSET', s.key, unpack(fields)) > added and mark
+  if unmarked then redis.call('PERSIST', USER_PREFIX .. s.id) end
   if not moved then return end
+  local expires = now + s.ttl  -- (no_resave: s.ttl is the remainder, so this is fixed)
   redis.call('ZADD', SESSIONS_KEY, NOW, token .. ':' .. s.id)
   redis.call('ZADD', USERS_KEY, NOW, s.id)
-  redis.call('ZADD', EXPIRY_KEY, decimal(now + s.ttl), APP .. ':' .. token .. ':' .. s.id)
+  redis.call('ZADD', EXPIRY_KEY, decimal(expires), APP .. ':' .. token .. ':' .. s.id)
   if REDIS_TTL then
-    -- the session counts as expired once now > la + ttl
-    redis.call('EXPIRE', s.key, decimal(s.la + s.ttl + 1 - now))
+    local minute = math.floor(expires / 60)
+    if s.new or s.renewed or unmarked or minute ~= math.floor(s.expires / 60) then
+      redis.call('EXPIREAT', s.key, decimal(minute * 60 + 60))
+    end
   end
 end
 
@@ -471,8 +479,8 @@ end
 -- an earlier release gave sets a TTL), indexes. s.device (optional, as device() gives it) is
 -- recorded with it.
 local function store(s, token, now)
-  s.stored_ttl, s.ttl_text = s.ttl, decimal(s.ttl)
-  local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', NOW, 'ttl', s.ttl_text}
+  local ttl_text = decimal(s.ttl)
+  local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', NOW, 'ttl', ttl_text}
   if s.d then fields[#fields + 1] = 'd' ; fields[#fields + 1] = s.d end
   if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = '1' end
   local dev = s.device
@@ -485,7 +493,8 @@ local function store(s, token, now)
   local user_key = USER_PREFIX .. s.id
   redis.call('SADD', user_key, token)
   if REDIS_TTL then redis.call('PERSIST', user_key) end
-  s.r, s.w, s.la, s.la_text, s.idle, s.new = '1', '1', now, NOW, 0, true
+  s.v = {s.id, '1', '1', ttl_text, s.d, NOW, s.ip}
+  s.stored_ttl, s.la, s.idle, s.new, s.expires = s.ttl, now, 0, true, now + s.ttl
   touch(s, token, now, fields, 1, 0)
 end
 

@@ -8,7 +8,7 @@
 local token, anonymous, resolution = ARGV[6], ARGV[7] == '1', tonumber(ARGV[8])
 local now = now_seconds()
 local s = live(KEYS[4], token, now)
-local r = s and tonumber(s.r)
+local r = s and tonumber(s.v[2])
 if r then
   -- r counts the loads that ran this function; the reply keeps r as read, as Node's does
   touch(s, token, now, {'r', decimal(r + 1)}, resolution, 0)

@@ -19,14 +19,15 @@ local now = now_seconds()
 
 -- Merge into the user session s; returns its reply, or an error reply before any write.
 local function update(s, session_token)
-  local w = tonumber(s.w)
+  local v = s.v
+  local w = tonumber(v[3])
   if not w then return false end  -- not a session Node could read either
   local d, count = merge(s.d, 13)
   local refused = refuse_data(d, count, max_bytes, max_keys)
   if refused then return redis.error_reply(refused) end
   publish(session_token)
-  s.w = decimal(w + 1)
-  local fields, added = {'w', s.w}, 0
+  v[3] = decimal(w + 1)
+  local fields, added = {'w', v[3]}, 0
   if d then
     fields[3], fields[4] = 'd', d
     if not s.d then added = 1 end
@@ -36,9 +37,9 @@ local function update(s, session_token)
   s.d = d
   if new_ttl and new_ttl ~= s.ttl then
     -- a new ttl counts from now, for no_resave sessions too (their ttl field is the remainder)
-    s.ttl, s.stored_ttl, s.ttl_text = new_ttl, new_ttl, decimal(new_ttl)
-    s.idle, s.la, s.la_text, s.renewed = 0, now, NOW, true
-    fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = s.ttl_text
+    s.ttl, s.stored_ttl, v[4], v[6] = new_ttl, new_ttl, decimal(new_ttl), NOW
+    s.idle, s.la, s.renewed = 0, now, true
+    fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = v[4]
     fields[#fields + 1] = 'la' ; fields[#fields + 1] = NOW
   end
   touch(s, session_token, now, fields, resolution, added)
