@@ -873,7 +873,7 @@ def test_default_redis_ttl_is_the_documented_trade_off(rs, node, redis_client, n
     age(redis_client, namespace, APP, token, 15)
     assert rs.get(APP, token) is not None
     ttl = redis_client.ttl(f"{namespace}:{APP}:{token}")
-    assert 0 < ttl <= 301
+    assert 0 < ttl <= 331  # (to the end of the 30 s step in which it expires)
     assert node.get(APP, token)["id"] == "user10"
 
 

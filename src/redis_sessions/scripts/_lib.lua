@@ -135,11 +135,11 @@ end
 -- scores and the Redis TTL of the session's hash; a session used again sooner costs no index
 -- update. ``fields`` (a flat list of hash fields and values the caller changes, may be empty;
 -- ``added``: how many of them the hash may lack) is written in the same HSET.
--- The hash's Redis TTL runs to the end of the minute in which the session expires (it counts as
--- expired once now > la + ttl: every function treats it so before Redis removes it), so a move
--- renews it only when that minute changes, at most once a minute for an active session; a
--- session not yet marked `p` (made by an earlier release, or by Node: its TTL is another's, or
--- none) gets its TTL at its first move.
+-- The hash's Redis TTL runs to the end of the step (a minute, at most a tenth of the ttl) in
+-- which the session expires (it counts as expired once now > la + ttl: every function treats it
+-- so before Redis removes it), so a move renews it only when that step changes, at most once a
+-- minute for an active session; a session not yet marked `p` (made by an earlier release, or by
+-- Node: its TTL is another's, or none) gets its TTL at its first move.
 -- No index carries a TTL (as in Node; the wiper keeps them tidy): under a volatile-* eviction
 -- policy Redis may then evict a session, never the user's token set that killsoid and soid find
 -- it by. A new session's set is persisted when the session is stored; a set left with a TTL by
@@ -163,9 +163,11 @@ local function touch(s, token, now, fields, resolution, added)
   redis.call('ZADD', USERS_KEY, NOW, s.id)
   redis.call('ZADD', EXPIRY_KEY, decimal(expires), APP .. ':' .. token .. ':' .. s.id)
   if REDIS_TTL then
-    local minute = math.floor(expires / 60)
-    if s.new or s.renewed or unmarked or minute ~= math.floor(s.expires / 60) then
-      redis.call('EXPIREAT', s.key, decimal(minute * 60 + 60))
+    local step = math.floor(s.stored_ttl / 10)
+    if step > 60 then step = 60 elseif step < 1 then step = 1 end
+    local ends = math.floor(expires / step)
+    if s.new or s.renewed or unmarked or ends ~= math.floor(s.expires / step) then
+      redis.call('EXPIREAT', s.key, decimal(ends * step + step))
     end
   end
 end
@@ -475,9 +477,9 @@ local function device(key, token)
           ua = v[3] or nil}
 end
 
--- Start a user session in hash s.key (checks done by the caller): fields, token set (persisted:
--- an earlier release gave sets a TTL), indexes. s.device (optional, as device() gives it) is
--- recorded with it.
+-- Start a user session in hash s.key (checks done by the caller): Node's fields (the mark `p`
+-- comes at its first move), token set (persisted: an earlier release gave sets a TTL), indexes.
+-- s.device (optional, as device() gives it) is recorded with it.
 local function store(s, token, now)
   local ttl_text = decimal(s.ttl)
   local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', NOW, 'ttl', ttl_text}
@@ -489,7 +491,6 @@ local function store(s, token, now)
     if dev.si then fields[#fields + 1] = 'si' ; fields[#fields + 1] = decimal(dev.si) end
     if dev.ua then fields[#fields + 1] = 'ua' ; fields[#fields + 1] = dev.ua end
   end
-  if REDIS_TTL then fields[#fields + 1] = 'p' ; fields[#fields + 1] = '1' end
   local user_key = USER_PREFIX .. s.id
   redis.call('SADD', user_key, token)
   if REDIS_TTL then redis.call('PERSIST', user_key) end
