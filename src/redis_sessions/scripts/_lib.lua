@@ -477,9 +477,9 @@ local function device(key, token)
           ua = v[3] or nil}
 end
 
--- Start a user session in hash s.key (checks done by the caller): Node's fields (the mark `p`
--- comes at its first move), token set (persisted: an earlier release gave sets a TTL), indexes.
--- s.device (optional, as device() gives it) is recorded with it.
+-- Start a user session in hash s.key (checks done by the caller): Node's fields (and the mark
+-- `p` with redis_ttl: touch()), token set (persisted: an earlier release gave sets a TTL),
+-- indexes. s.device (optional, as device() gives it) is recorded with it.
 local function store(s, token, now)
   local ttl_text = decimal(s.ttl)
   local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', NOW, 'ttl', ttl_text}
@@ -491,6 +491,7 @@ local function store(s, token, now)
     if dev.si then fields[#fields + 1] = 'si' ; fields[#fields + 1] = decimal(dev.si) end
     if dev.ua then fields[#fields + 1] = 'ua' ; fields[#fields + 1] = dev.ua end
   end
+  if REDIS_TTL then fields[#fields + 1] = 'p' ; fields[#fields + 1] = '1' end
   local user_key = USER_PREFIX .. s.id
   redis.call('SADD', user_key, token)
   if REDIS_TTL then redis.call('PERSIST', user_key) end
