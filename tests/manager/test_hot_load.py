@@ -175,9 +175,15 @@ def test_a_write_within_the_resolution_skips_the_indexes(rs: RedisSessions, redi
     ran = _ran(redis_client, before)
     assert "zadd" not in ran and "expire" not in ran
     assert redis_client.hget(key, "la") == la and redis_client.ttl(key) <= ttl
-    _age(redis_client, key, 10)  # now 15 s idle: the activity moves
+    _age(redis_client, key, 10)  # now 15 s idle: the activity moves, the indexes follow
     rs.set(APP, token, {"a": 2})
-    assert redis_client.hget(key, "la") != la and redis_client.ttl(key) > ttl
+    now = int(redis_client.time()[0])
+    assert redis_client.hget(key, "la") != la
+    assert abs(redis_client.zscore(f"{namespace}:{APP}:_sessions", f"{token}:user1") - now) <= 1
+    # the Redis TTL is renewed when the minute in which the session expires changes
+    _age(redis_client, key, 120)
+    rs.set(APP, token, {"a": 3})
+    assert redis_client.ttl(key) > 7200
 
 
 def test_the_option_is_checked_and_kept(redis_url, namespace) -> None:

@@ -282,15 +282,15 @@ local function end_of_value(s, i)
   return p + 1
 end
 
--- The members as {raw key, raw value}, in order, and index[key's string] = position. The usual
--- member ("key":"text" or "key":scalar, no escapes, no spaces) takes one match; anything else
--- goes the long way.
-local function json_members(s, index)
-  local members = {}
+-- The members into keys and values (their raw texts, in order) and index (key's string ->
+-- position); returns their count. The usual member ("key":"text" or "key":scalar, no escapes, no
+-- spaces) takes one match, and a comma after it one byte; anything else goes the long way.
+local function json_members(s, keys, values, index)
+  local n = 0
   local _, i = string.find(s, '^[ \t\r\n]*{[ \t\r\n]*')
   if not i then error('not an object') end
   i = i + 1
-  if string.byte(s, i) == 125 then return members end
+  if string.byte(s, i) == 125 then return n end
   while true do
     local _, e, raw_key, name, value = string.find(s, '^("([^"\\]*)"):("[^"\\]*")', i)
     if not e then
@@ -307,12 +307,16 @@ local function json_members(s, index)
       e = end_of_value(s, colon + 1) - 1
       value = string.sub(s, colon + 1, e)
     end
-    members[#members + 1] = {raw_key, value}
-    index[name] = #members
-    local _, after, separator = string.find(s, '^[ \t\r\n]*([,}])[ \t\r\n]*', e + 1)
-    if separator == '}' then return members end
-    if not separator then error('bad separator') end
-    i = after + 1
+    n = n + 1
+    keys[n], values[n], index[name] = raw_key, value, n
+    if string.byte(s, e + 1) == 44 and string.byte(s, e + 2) == 34 then
+      i = e + 2
+    else
+      local _, after, separator = string.find(s, '^[ \t\r\n]*([,}])[ \t\r\n]*', e + 1)
+      if separator == '}' then return n end
+      if not separator then error('bad separator') end
+      i = after + 1
+    end
   end
 end
 
@@ -428,35 +432,36 @@ local function merge(stored, first)
     if value ~= '' and not plain_value(value) and not json_value(value) then return nil, -2 end
     names[i] = name
   end
-  local members, index = {}, {}
+  local keys, values, index, n = {}, {}, {}, 0
   if stored then
-    local ok, parsed = pcall(json_members, stored, index)
+    local ok, found = pcall(json_members, stored, keys, values, index)
     if not ok then return nil, -1 end
-    members = parsed
+    n = found
   end
   for i = first, last, 2 do
     local name = names[i]
     local value = ARGV[i + 1]
-    local n = index[name]
+    local at = index[name]
     if value == '' then
-      if n then members[n][2] = nil end
-    elseif n then
-      members[n][2] = value
+      if at then values[at] = false end
+    elseif at then
+      values[at] = value
     else
-      members[#members + 1] = {ARGV[i], value}
-      index[name] = #members
+      n = n + 1
+      keys[n], values[n], index[name] = ARGV[i], value, n
     end
   end
-  local parts, count = {'{'}, 0
-  for _, m in ipairs(members) do
-    if m[2] then
-      parts[#parts + 1] = m[1] ; parts[#parts + 1] = ':' ; parts[#parts + 1] = m[2]
-      parts[#parts + 1] = ','
+  local parts, p, count = {'{'}, 1, 0
+  for j = 1, n do
+    local value = values[j]
+    if value then
+      parts[p + 1], parts[p + 2], parts[p + 3], parts[p + 4] = keys[j], ':', value, ','
+      p = p + 4
       count = count + 1
     end
   end
   if count == 0 then return nil, 0 end
-  parts[#parts] = '}'
+  parts[p] = '}'
   return table.concat(parts), count
 end
 
