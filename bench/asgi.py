@@ -156,12 +156,11 @@ def uvicorn(stack: str, redis_url: str, logdir: str) -> HttpServer:
 
 
 def counters(client: redis.Redis, cookie: str) -> tuple[int, int]:
-    """The (loads, writes) Redis saw for a redis-sessions cookie's session: loads by the
-    commands run (a read within the activity resolution writes nothing: two HMGETs; beyond it
-    the get function), writes by the session's w."""
+    """The (loads, writes) Redis saw for a redis-sessions cookie's session: loads by the HMGETs
+    run (a read within the activity resolution writes nothing: one HMGET; beyond it the get
+    function, which runs one too), writes by the session's w."""
     w = client.hget(Keys(NAMESPACE).session(APP, cookie.split("=", 1)[1]), "w")
-    calls = command_calls(client)
-    return calls.get("hmget", 0) // 2 + calls.get("fcall", 0), int(w)
+    return command_calls(client).get("hmget", 0), int(w)
 
 
 def http_cells(args: argparse.Namespace, wrk: str, url: str) -> dict[str, Any]:

@@ -157,19 +157,8 @@ class CommandCounter:
         return self._result
 
     @property
-    def round_trips(self) -> int:
-        """``count``, a hot load's two HMGETs counted once: the manager writes them together
-        and reads both replies (tests/manager/test_hot_load.py checks that the server reads
-        them as one request)."""
-        total = self.count
-        pairs = zip(self.commands, self.commands[1:], self.clients, self.clients[1:])
-        return total - sum(1 for first, second, a, b in pairs
-                           if a == b and first.startswith("HMGET ") and first.endswith(" no_resave")
-                           and second.startswith("HMGET ") and second.endswith(" d ttl la"))
-
-    @property
     def writes(self) -> list[str]:
-        """The commands that may write (anything but a hot load's HMGETs and markers)."""
+        """The commands that may write (anything but a hot load's HMGET and the markers)."""
         self.count
         return [c for c in self.commands if not c.startswith(("HMGET ", "ECHO "))]
 

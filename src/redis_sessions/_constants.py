@@ -9,6 +9,9 @@ TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYabcdefghijklmnopqrstuvwxyz0123456789"
 TOKEN_RANDOM_LENGTH = 55
 TOKEN_SEPARATOR = "Z"
 TOKEN_LENGTH = 64
+# An anonymous session's token (ours alone) has this letter where Node's has its "Z", so a hot
+# load reads only the key its token names (operations.py); any token may name either kind.
+ANONYMOUS_SEPARATOR = "A"
 BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 # Node's defaults and lower bounds.

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar, Union
 
 from . import core, scripts, validate
 from ._constants import (
+    ANONYMOUS_SEPARATOR,
     DEFAULT_ACTIVITY_RESOLUTION,
     DEFAULT_REPLICAS,
     DEFAULT_WAIT_MS,
@@ -34,6 +35,7 @@ from ._constants import (
     MAX_ACTIVITY_RESOLUTION,
     MAX_DATA_KEYS,
     ROTATION_GRACE,
+    TOKEN_RANDOM_LENGTH,
 )
 from .cache import LocalCache
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
@@ -346,6 +348,17 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _anonymous_shaped(token: str) -> bool:
+    """Whether ``token`` has an anonymous session's shape (made by ``_anonymous_token``)."""
+    return token[TOKEN_RANDOM_LENGTH] == ANONYMOUS_SEPARATOR
+
+
+def _anonymous_token(token: str) -> str:
+    """A new token given an anonymous session's shape: Node's separator replaced (the random
+    letters and the time kept; Node never makes such a token)."""
+    return token[:TOKEN_RANDOM_LENGTH] + ANONYMOUS_SEPARATOR + token[TOKEN_RANDOM_LENGTH + 1:]
+
+
 def _check_token(token: object) -> str:
     return token if core.is_token(token) else validate.token(token)  # type: ignore[return-value]
 
@@ -479,12 +492,14 @@ class Operations:
         keys = slot.token_keys(token)
         session: Session | None = None
         if self.resolution and self._clock is not None:
-            # the hot load: plain reads, no write; the function only when they do not suffice
-            hmget = (b"HMGET", keys[0], *_FIELDS)
-            replies = yield Commands(
-                (hmget, (b"HMGET", keys[1], *_ANONYMOUS_FIELDS)) if anonymous else (hmget,),
-                keys[0])
-            session = self._fresh(replies)
+            # the hot load: one plain read of the key the token's shape names, no write; the
+            # function only when it does not suffice (another kind, a rotated token, none)
+            if not _anonymous_shaped(token):
+                session = self._fresh((yield Commands(((b"HMGET", keys[0], *_FIELDS),),
+                                                      keys[0]))[0], False)
+            elif anonymous:
+                session = self._fresh((yield Commands(
+                    ((b"HMGET", keys[1], *_ANONYMOUS_FIELDS),), keys[1]))[0], True)
         if session is None:
             started = time.monotonic()
             reply = yield slot.call(scripts.GET, keys,
@@ -504,24 +519,23 @@ class Operations:
             self._clock = (now - time.monotonic(), now + 1 - started)
         return session
 
-    def _fresh(self, replies: list[Any]) -> Session | None:
-        """The session a hot load read (a user session's fields, then maybe an anonymous
-        one's), when no function would record activity for it now; None when the function must
-        run: no session (or none well formed) was read, or its last activity is older than
+    def _fresh(self, fields: list[Any], anonymous: bool) -> Session | None:
+        """The session a hot load read (a user session's ``_FIELDS`` or an anonymous one's),
+        when no function would record activity for it now; None when the function must run: no
+        session (or none well formed) was read, or its last activity is older than
         ``fresh_limit`` allows by the highest server time the clock admits, or newer than it
         (the server's clock moved: the function's reply sets the estimate again)."""
         clock = self._clock
         assert clock is not None
         mono = time.monotonic()
         now = int(mono + clock[1])  # at least the server's whole seconds now
-        fields = replies[0]
-        if fields[0] is not None:
-            id_, r, w, ttl, d, la, ip, no_resave = fields
-        elif len(replies) > 1:
+        if anonymous:
             id_, r, w, no_resave, ip = b"", b"0", b"0", None, None
-            d, ttl, la = replies[1]
+            d, ttl, la = fields
         else:
-            return None
+            id_, r, w, ttl, d, la, ip, no_resave = fields
+            if id_ is None:
+                return None
         try:
             last = int(la)
             stored_ttl = int(ttl)
@@ -531,7 +545,7 @@ class Operations:
             return None
         # idle as reported: by the lower bound of the server's time (at least la's)
         session = _stored(id_, r, w, ttl, la, ip, d, no_resave, max(int(mono + clock[0]), last))
-        if session is None or (session["id"] is None) != (fields[0] is None):
+        if session is None or (session["id"] is None) != anonymous:
             return None  # (an empty id in a user session's hash: the function decides)
         return session
 
@@ -570,7 +584,7 @@ class Operations:
         changes = core.encode_changes(d)
         for _ in range(3):
             slot = ctx.any()
-            token = slot.new_token()
+            token = _anonymous_token(slot.new_token())
             try:
                 yield slot.call(scripts.CREATE_ANONYMOUS, (slot.anonymous_prefix + token,),
                                 (ttl, *self.limits, *changes), self.wait)
@@ -627,6 +641,8 @@ class Operations:
         yield from self._register(app, ctx)
         for _ in range(3):
             new = target.new_token()
+            if not user and _anonymous_shaped(old):  # regenerate keeps the token's shape
+                new = _anonymous_token(new)
             try:
                 reply = yield target.call(
                     scripts.ROTATE,

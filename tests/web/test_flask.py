@@ -72,14 +72,14 @@ def test_flask_round_trips(app, command_counter):
     counter = command_counter()
     client.get("/")
     # a read within the activity resolution: one round trip of plain reads, no write at all
-    assert counter.round_trips == 1 and counter.writes == []
+    assert counter.count == 1 and counter.writes == []
     counter = command_counter()
     client.get("/?save=1&a=2")
-    assert counter.round_trips == 2
+    assert counter.count == 2
     anonymous = app.test_client()
     counter = command_counter()
     assert anonymous.get("/").text == "UNKOWN"
-    assert counter.round_trips == 0
+    assert counter.count == 0
 
 
 def test_flask_view_exception_keeps_what_was_set_before_it(app, rs):

@@ -76,7 +76,7 @@ def test_request_outside_the_cookie_path_is_passed_through(make_app, command_cou
     client.set_cookie(APP, "A" * 64, path="/")
     counter = command_counter()
     response = client.get("/other")
-    assert counter.round_trips == 0 and seen == [None] and not set_cookies(response)
+    assert counter.count == 0 and seen == [None] and not set_cookies(response)
     client.get("/app/x")
     client.get("/app")
     assert seen[1] is not None and seen[2] is not None
@@ -105,14 +105,14 @@ def test_no_redis_command_without_a_well_formed_cookie(make_app, command_counter
         client.set_cookie(APP, cookie)
     counter = command_counter()
     assert client.get("/").text == "UNKOWN"
-    assert counter.round_trips == 0
+    assert counter.count == 0
 
 
 def test_one_round_trip_to_load_none_more_when_unchanged(client, command_counter):
     login(client)
     counter = command_counter()
     assert client.get("/").text == "USER: alice"
-    assert counter.round_trips == 1
+    assert counter.count == 1
 
 
 def test_one_more_round_trip_to_save_a_change(client, command_counter):
@@ -120,10 +120,10 @@ def test_one_more_round_trip_to_save_a_change(client, command_counter):
     client.get("/?save=1&warm=up")  # the first use of the set script loads it
     counter = command_counter()
     assert client.get("/?save=1&a=1").text.startswith("USER: alice\nSAVED:")
-    assert counter.round_trips == 2
+    assert counter.count == 2
     counter = command_counter()
     client.get("/?save=1&a=1")  # the same value again: nothing to save
-    assert counter.round_trips == 1
+    assert counter.count == 1
 
 
 def test_lazy_loads_on_first_access(make_app, command_counter):
@@ -138,11 +138,11 @@ def test_lazy_loads_on_first_access(make_app, command_counter):
     lazy_client.set_cookie(APP, client.get_cookie(APP).value)
     counter = command_counter()
     lazy_client.get("/")
-    assert counter.round_trips == 0
+    assert counter.count == 0
     touched["yes"] = True
     counter = command_counter()
     lazy_client.get("/")
-    assert counter.round_trips == 1
+    assert counter.count == 1
 
 
 # -- 3. when the save happens -------------------------------------------------------------------
@@ -387,7 +387,7 @@ def test_with_anonymous_off_anonymous_data_is_not_stored(make_app, command_count
     c.get("/")
     counter = command_counter()
     response = c.get("/")
-    assert counter.round_trips == 0 and not set_cookies(response)
+    assert counter.count == 0 and not set_cookies(response)
 
 
 # -- 5. client ip --------------------------------------------------------------------------------
@@ -525,4 +525,4 @@ def test_invalid_app_name_from_the_request_means_no_session_handling(rs, command
     for path in ("/x/", "/has space/", "/" + "a" * 21 + "/", "/é-app/"):
         env = {"PATH_INFO": path, "REMOTE_ADDR": "1.2.3.4", "HTTP_COOKIE": f"x={token}"}
         assert b"".join(mw(env, lambda *a: None)) == b"None"
-    assert counter.round_trips == 0
+    assert counter.count == 0
