@@ -96,8 +96,9 @@ def test_user_token_sets_carry_no_redis_ttl(server, client) -> None:
 
 def test_a_session_missing_from_its_users_index_is_ended(server, client) -> None:
     """allkeys-* may evict the user's token set alone: the sessions it listed end on their next
-    use, so none is left that killsoid cannot find."""
-    with RedisSessions(server.url, wipe=0) as rs:
+    use, so none is left that killsoid cannot find (at once with activity_resolution=0; within
+    one resolution otherwise: tests/manager/test_hot_load.py)."""
+    with RedisSessions(server.url, wipe=0, activity_resolution=0) as rs:
         token = rs.create(APP, "alice", "10.0.0.1", d={"a": 1})
         client.delete(f"rs:{APP}:us:alice")  # what an eviction does
         assert rs.soapp(APP, 600) == []

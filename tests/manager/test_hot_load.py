@@ -130,9 +130,14 @@ def test_a_lost_user_set_is_missed_for_one_resolution_at_most(rs: RedisSessions,
     _warm(rs, token)
     redis_client.delete(f"{namespace}:{APP}:us:user1")
     assert rs.get(APP, token) is not None  # within the resolution
+    assert rs.set(APP, token, {"a": 1}) is not None  # a write within it does not ask either
     _age(redis_client, key, 11)
     assert rs.get(APP, token) is None  # the function checks the set: the session has ended
     assert redis_client.exists(key) == 0
+    other = rs.create(APP, "user2", "10.0.0.1")
+    redis_client.delete(f"{namespace}:{APP}:us:user2")
+    _age(redis_client, f"{namespace}:{APP}:{other}", 11)
+    assert rs.set(APP, other, {"a": 1}) is None  # a write recording activity asks it
 
 
 def test_a_server_clock_ahead_of_the_estimate_runs_the_function(rs: RedisSessions, redis_client,

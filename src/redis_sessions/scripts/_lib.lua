@@ -195,10 +195,14 @@ end
 
 -- The session at key when it is live; an expired one (or one its user's set lost) is removed
 -- on the spot (with its index entries) and, like a missing one, gives nil. Nothing is ever
--- recreated.
-local function live(key, token, now)
+-- recreated. With a ``resolution`` above 1 (get and set), the set is asked only when the use
+-- records activity: within the resolution a hot load does not ask it either, so a lost set is
+-- noticed at most one resolution late (docs/manager.md).
+local function live(key, token, now, resolution)
   local s = load(key, now)
-  if s and (s.expired or not listed(s, token)) then
+  if s and (s.expired or not ((resolution and resolution > 1
+                               and s.idle <= fresh_limit(s.stored_ttl, s.no_resave, resolution))
+                              or listed(s, token))) then
     kill(token, s.id)
     return nil
   end

@@ -7,7 +7,7 @@
 -- false for nothing.
 local token, anonymous, resolution = ARGV[6], ARGV[7] == '1', tonumber(ARGV[8])
 local now = now_seconds()
-local s = live(KEYS[4], token, now)
+local s = live(KEYS[4], token, now, resolution)
 local r = s and tonumber(s.v[2])
 if r then
   -- r counts the loads that ran this function; the reply keeps r as read, as Node's does

@@ -46,7 +46,7 @@ local function update(s, session_token)
   return reply(s)
 end
 
-local s = live(KEYS[4], token, now)
+local s = live(KEYS[4], token, now, resolution)
 if s then return update(s, token) end
 
 if anonymous ~= '0' then
@@ -69,7 +69,7 @@ if not follow then return false end
 local successor = redis.call('GET', KEYS[6])
 if not successor then return false end
 if successor ~= '' then
-  local next_session = live(SESSION_PREFIX .. successor, successor, now)
+  local next_session = live(SESSION_PREFIX .. successor, successor, now, resolution)
   if next_session then
     local result = update(next_session, successor)
     if type(result) == 'table' and result.err then return result end
