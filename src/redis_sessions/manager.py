@@ -185,14 +185,16 @@ class RedisSessions(Operations):
         return self._drive(self._create(app, id, ip, ttl, d, no_resave, max_sessions))
 
     def get(self, app: str, token: str) -> Session | None:
-        """The session of ``token`` (recording the activity), or None when there is none."""
+        """The session of ``token`` (recording the activity, to the activity resolution), or
+        None when there is none."""
         return self._drive(self._get(app, token, False, False))
 
     def load(self, app: str, token: str, anonymous: bool = True) -> Session | None:
-        """What the web layer loads for a cookie, in one round trip: a user session (as get()),
-        an anonymous one (``id`` None; its Redis TTL renewed to its ttl) unless ``anonymous`` is
-        False, ``{"id": None, "rotated": True}`` for a token upgrade/regenerate replaced less
-        than ROTATION_GRACE seconds ago, or None."""
+        """What the web layer loads for a cookie, in one round trip (two when the session's
+        activity is recorded after the resolution): a user session (as get()), an anonymous one
+        (``id`` None; its Redis TTL renewed to its ttl, once per activity resolution) unless
+        ``anonymous`` is False, ``{"id": None, "rotated": True}`` for a token upgrade/regenerate
+        replaced less than ROTATION_GRACE seconds ago, or None."""
         return self._drive(self._get(app, token, anonymous, True))
 
     def set(self, app: str, token: str, d: Mapping[str, object]) -> Session | None:
@@ -229,7 +231,8 @@ class RedisSessions(Operations):
     def create_anonymous(self, app: str, d: Mapping[str, object], ttl: int = DEFAULT_TTL) -> str:
         """Store an anonymous session (a visitor's first write); returns its token.
 
-        It lives ``ttl`` seconds after its last load or write (a Redis TTL: no wiper needed) and
+        It lives ``ttl`` seconds after its last write or recorded load (a Redis TTL, renewed
+        by a load once per activity resolution: no wiper needed) and
         appears in no index: soid, soapp, activity and Node never see it. ``d`` may be empty.
         """
         return self._drive(self._create_anonymous(app, d, ttl))
