@@ -22,7 +22,8 @@ NAMESPACE = "httpbench"
 FLASK_SESSION_PREFIX = "httpbench:fs:"
 USER = "bench"
 BODY = b"hello"
-STACKS = ("flask", "flask_roundtrip", "flask_session", "flask_rs", "wsgi", "wsgi_rs")
+STACKS = ("flask", "flask_roundtrip", "flask_session", "flask_rs", "wsgi", "wsgi_roundtrip",
+          "wsgi_rs")
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 
@@ -99,12 +100,15 @@ def _wsgi(stack: str) -> WSGIApp:
 
     new_value = _value()
     headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
+    roundtrip = _raw_roundtrip() if stack == "wsgi_roundtrip" else None
 
     def app(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
         if path not in ("/login", "/read", "/write"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
+        if roundtrip is not None:
+            roundtrip()
         session = get_session(environ)
         if session is not None:
             if path == "/login":
@@ -117,7 +121,7 @@ def _wsgi(stack: str) -> WSGIApp:
         start_response("200 OK", headers)
         return [BODY]
 
-    if stack == "wsgi":
+    if stack in ("wsgi", "wsgi_roundtrip"):
         return app
     from redis_sessions import RedisSessions
     from redis_sessions.wsgi import SessionMiddleware

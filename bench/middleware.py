@@ -95,7 +95,8 @@ def bench(url: str, quick: bool = False) -> dict[str, float]:
 
     manager.get(APP, token)  # loads the library
     ctx = manager._app(APP)
-    get_script = scripts.GET.pack((*ctx.keys, ctx.session_prefix + token), (*ctx.args, token))
+    get_call = ctx.call(scripts.GET, ctx.token_keys(token), (token, "1", manager.resolution))
+    get_script = get_call.script.pack(get_call.keys, get_call.args)
     out["raw round trip (PING)"] = raw_round_trip(url, n_redis, repeats, b"*1\r\n$4\r\nPING\r\n")
     out["raw round trip (get script)"] = raw_round_trip(url, n_redis, repeats, get_script)
     out["manager.get() alone"] = measure(lambda: manager.get(APP, token), n_redis, repeats)

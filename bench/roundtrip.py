@@ -6,7 +6,9 @@ Rows: a raw socket + hiredis.Reader round trip of the get function (the floor: n
 the network and Redis), the manager's get() (validation, a connection per call from this process's
 idle list, the wire, parsing), the same on a ``BlockingConnectionPool`` (whose connections go back
 to redis-py's pool after every call), and the same function through ``redis.Redis.fcall`` plus
-parsing. The rows are
+parsing; these managers use ``activity_resolution=0``, so every get() runs the function as the
+floor does. A last row is the default manager's get() of a hot session (within the activity
+resolution: one round trip of plain HMGETs, no function). The rows are
 measured in turns (each of ``--repeat`` rounds times every row once, in a rotated order), so a
 busy machine slows them alike; "vs floor" is the median of each round's ratio.
 """
@@ -24,6 +26,7 @@ import redis
 
 from _common import measure, raw_caller, redis_url
 from redis_sessions import RedisSessions, core, scripts
+from redis_sessions.operations import parse
 
 APP = "benchapp"
 
@@ -35,35 +38,43 @@ def main() -> None:
     opts = parser.parse_args()
 
     with redis_url() as url:
-        rs = RedisSessions(url, namespace="rsbench" + secrets.token_hex(4), wipe=0)
+        rs = RedisSessions(url, namespace="rsbench" + secrets.token_hex(4), wipe=0,
+                           activity_resolution=0)
         token = rs.create(APP, "user1", "10.0.0.1", d={f"key{i}": f"value{i}" for i in range(10)})
         ctx = rs._app(APP)
-        keys = (*ctx.keys, ctx.session_prefix + token)
-        args = (*ctx.args, token)
+        call = ctx.call(scripts.GET, ctx.token_keys(token), (token, "0", 0))
+        keys, args = call.keys, call.args
         command = scripts.GET.pack(keys, args)
 
         client = redis.Redis.from_url(url)
 
         def plain() -> object:
-            return core.parse_session(client.fcall(scripts.GET.function, len(keys), *keys, *args))
+            return parse(client.fcall(scripts.GET.function, len(keys), *keys, *args))
 
         def fast() -> object:
             return rs.get(APP, token)
 
         bounded = RedisSessions(redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-            url)), namespace=rs.namespace, wipe=0)
+            url)), namespace=rs.namespace, wipe=0, activity_resolution=0)
 
         def through_pool() -> object:
             return bounded.get(APP, token)
 
-        assert fast() is not None and through_pool() is not None  # (loads the library)
+        hot_manager = RedisSessions(url, namespace=rs.namespace, wipe=0)
+
+        def hot() -> object:
+            return hot_manager.get(APP, token)
+
+        # (loads the library; the default manager learns the server's time)
+        assert fast() is not None and through_pool() is not None and hot() is not None
         with raw_caller(url, command) as raw:
-            assert core.parse_session(raw()) is not None and plain() is not None
+            assert parse(raw()) is not None and plain() is not None
             rows = {
                 "raw socket + hiredis (floor)": raw,
                 "RedisSessions.get() (fast path)": fast,
                 "RedisSessions.get(), BlockingConnectionPool": through_pool,
                 "redis.Redis.fcall + parse (plain redis-py)": plain,
+                "RedisSessions.get(), hot session (defaults)": hot,
             }
             runs = interleaved(rows, opts.loops, opts.repeat)
         floor = runs["raw socket + hiredis (floor)"]
@@ -80,6 +91,7 @@ def main() -> None:
         rs.killall(APP)
         rs.close()
         bounded.close()
+        hot_manager.close()
         client.close()
 
 

@@ -117,6 +117,7 @@ class CommandCounter:
         self.client = redis.Redis.from_url(url)
         self.marker = "rs-count-" + secrets.token_hex(8)
         self.commands: list[str] = []
+        self.clients: list[str] = []  # who sent each command
         self._monitor = self.client.monitor()
         self._monitor.__enter__()
         self._ready = threading.Event()
@@ -143,6 +144,7 @@ class CommandCounter:
                 return
             if info.get("client_type") != "lua":
                 self.commands.append(command)
+                self.clients.append(f"{info.get('client_address')}:{info.get('client_port')}")
 
     @property
     def count(self) -> int:
@@ -153,6 +155,12 @@ class CommandCounter:
             self.client.close()
             self._result = len(self.commands)
         return self._result
+
+    @property
+    def writes(self) -> list[str]:
+        """The commands that may write (anything but a hot load's HMGET and the markers)."""
+        self.count
+        return [c for c in self.commands if not c.startswith(("HMGET ", "ECHO "))]
 
 
 @pytest.fixture

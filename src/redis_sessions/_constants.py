@@ -9,6 +9,9 @@ TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYabcdefghijklmnopqrstuvwxyz0123456789"
 TOKEN_RANDOM_LENGTH = 55
 TOKEN_SEPARATOR = "Z"
 TOKEN_LENGTH = 64
+# An anonymous session's token (ours alone) has this letter where Node's has its "Z", so a hot
+# load reads only the key its token names (operations.py); any token may name either kind.
+ANONYMOUS_SEPARATOR = "A"
 BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 # Node's defaults and lower bounds.
@@ -31,6 +34,12 @@ MAX_DATA_BYTES = 64 * 1024
 # How long a token replaced by upgrade/regenerate stays marked as rotated: a request still in
 # flight with it then keeps the browser's (new) cookie instead of expiring it.
 ROTATION_GRACE = 60
+
+# The activity resolution (seconds): a session used again within that long (and within a tenth
+# of its ttl) is read with plain commands and records no activity (docs/manager.md); 0 = Node's
+# rules, every load recording it. The most it may be: one hour.
+DEFAULT_ACTIVITY_RESOLUTION = 10
+MAX_ACTIVITY_RESOLUTION = 3600
 
 # Upper bounds of the numeric arguments, checked before anything is written: a larger ttl would
 # make EXPIRE fail halfway through a script. 10 years of seconds; a look-back window (deltaTime)

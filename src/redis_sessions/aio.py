@@ -25,6 +25,7 @@ from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
+    DEFAULT_ACTIVITY_RESOLUTION,
     DEFAULT_REPLICAS,
     DEFAULT_TTL,
     DEFAULT_WAIT_MS,
@@ -38,7 +39,7 @@ from .async_wire import AsyncWire
 from .cache import LocalCache
 from .errors import SessionError, ValidationError
 from .manager import CONNECT_TIMEOUT, DEFAULT_URL, SOCKET_TIMEOUT
-from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
+from .operations import PAGE, Call, Calls, Commands, Op, Operations, Session, T, replication_wait
 
 if TYPE_CHECKING:
     from .manager import RedisSessions
@@ -162,7 +163,8 @@ class AsyncRedisSessions(Operations):
     ``cache_time`` > 0 uses the same local cache as ``RedisSessions``; its invalidation listener
     is a thread with a blocking client to the same Redis (the Sentinel master, the cluster).
     ``durability="replicated"`` (``replicas``, ``timeout_ms``) waits for replicas as
-    ``RedisSessions`` does, else raises ``ReplicationTimeout``.
+    ``RedisSessions`` does, else raises ``ReplicationTimeout``. ``activity_resolution`` as
+    ``RedisSessions``'.
     """
 
     def __init__(
@@ -180,9 +182,11 @@ class AsyncRedisSessions(Operations):
         durability: str | None = None,
         replicas: int = DEFAULT_REPLICAS,
         timeout_ms: int = DEFAULT_WAIT_MS,
+        activity_resolution: int = DEFAULT_ACTIVITY_RESOLUTION,
     ) -> None:
         super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
-                         replication_wait(durability, replicas, timeout_ms))
+                         replication_wait(durability, replicas, timeout_ms),
+                         activity_resolution)
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         if isinstance(redis, AsyncRedisCluster) and layout != "cluster":
@@ -241,6 +245,8 @@ class AsyncRedisSessions(Operations):
                         reply: Any = await wire.run(step.script, step.keys, step.args, step.wait)
                     elif isinstance(step, Calls):
                         reply = await wire.run_many(step.script, step.calls, step.wait)
+                    elif isinstance(step, Commands):
+                        reply = await wire.commands(step.commands, step.key)
                     else:
                         reply = await wire.command(step.args, step.key)
                 except SessionError as exc:

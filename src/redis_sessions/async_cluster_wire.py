@@ -291,6 +291,15 @@ class AsyncClusterWire:
             await self._initialize()
         return _checked(await self._execute([_call(script, k, a) for k, a in calls], wait))
 
+    async def commands(self, commands: Sequence[Sequence[Arg]], key: Arg | None = None
+                       ) -> list[Any]:
+        """Run plain commands that only read, pipelined on the master of ``key``'s slot."""
+        if not self._ready:
+            await self._initialize()
+        slot = None if key is None else key_slot(_encode(key))
+        return _checked(await self._execute(
+            [_Request(slot, core.pack_command(args), True) for args in commands], None))
+
     async def command(self, args: Sequence[Arg], key: Arg | None = None) -> Any:
         """Run one plain command on the master of ``key``'s slot (slot 0's for None)."""
         if not self._ready:

@@ -117,6 +117,22 @@ class AsyncWire:
             raise backend_error(reply) from reply
         return reply
 
+    async def commands(self, commands: Sequence[Sequence[Arg]], key: Arg | None = None
+                       ) -> list[Any]:
+        """Run plain commands that only read in one round trip (pipelined); an error reply
+        raises; a reset connection (not a timeout) is retried once. (``key``: unused here.)"""
+        packed = b"".join(core.pack_command(args) for args in commands)
+        try:
+            replies = await self._roundtrip(packed, len(commands))
+        except BackendUnavailable as exc:
+            if isinstance(exc.__cause__, TIMEOUTS):
+                raise
+            replies = await self._roundtrip(packed, len(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise backend_error(reply) from reply
+        return replies
+
     async def run_many(self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
                        wait: Wait | None = None) -> list[Any]:
         """Run one script for several key/argument sets in one round trip (pipelined); with

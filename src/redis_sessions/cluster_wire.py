@@ -302,6 +302,13 @@ class ClusterWire:
         return self._checked(
             self._execute([self._call(script, keys, args) for keys, args in calls], wait))
 
+    def commands(self, commands: Sequence[Sequence[Arg]], key: Arg | None = None
+                 ) -> list[object]:
+        """Run plain commands that only read, pipelined on the master of ``key``'s slot."""
+        slot = None if key is None else key_slot(_encode(key))
+        return self._checked(self._execute(
+            [_Request(slot, core.pack_command(args), True) for args in commands], None))
+
     def command(self, args: Sequence[Arg], key: Arg | None = None) -> object:
         """Run one plain command on the master of ``key``'s slot (any master for None)."""
         slot = None if key is None else key_slot(_encode(key))

@@ -21,6 +21,7 @@ from . import core, validate
 from ._constants import (
     DEFAULT_CACHE_MAX,
     DEFAULT_NAMESPACE,
+    DEFAULT_ACTIVITY_RESOLUTION,
     DEFAULT_REPLICAS,
     DEFAULT_TTL,
     DEFAULT_WAIT_MS,
@@ -32,7 +33,7 @@ from ._constants import (
 from .cache import LocalCache
 from .cluster_wire import ClusterWire, not_a_cluster
 from .errors import SessionError, ValidationError
-from .operations import PAGE, Call, Calls, Op, Operations, Session, T, replication_wait
+from .operations import PAGE, Call, Calls, Commands, Op, Operations, Session, T, replication_wait
 from .wiper import Wiper
 from .wire import Wire, backend_error
 
@@ -85,6 +86,11 @@ class RedisSessions(Operations):
     regenerate, kill/destroy, killsoid, killall; not get/load nor the wipe) wait until
     ``replicas`` replicas acknowledged it (WAIT, at most ``timeout_ms``), else raise
     ``ReplicationTimeout``.
+
+    ``activity_resolution`` (seconds, default 10; 0 = Node's exact rules): a session used again
+    within that long (at most a tenth of its ttl) is read with plain commands that write
+    nothing, and its activity (``la``, ``idle``, the indexes, the Redis TTL, Node's ``r``) is
+    recorded at most once per that long; docs/manager.md says exactly what changes.
     """
 
     def __init__(
@@ -102,9 +108,11 @@ class RedisSessions(Operations):
         durability: str | None = None,
         replicas: int = DEFAULT_REPLICAS,
         timeout_ms: int = DEFAULT_WAIT_MS,
+        activity_resolution: int = DEFAULT_ACTIVITY_RESOLUTION,
     ) -> None:
         super().__init__(namespace, redis_ttl, max_data_keys, max_data_bytes, layout,
-                         replication_wait(durability, replicas, timeout_ms))
+                         replication_wait(durability, replicas, timeout_ms),
+                         activity_resolution)
         if wipe and (not isinstance(wipe, int) or wipe < MIN_TTL):
             raise ValidationError("invalidValue", f"wipe must be 0 or an integer >= {MIN_TTL}")
         if isinstance(redis, RedisCluster) and layout != "cluster":
@@ -115,7 +123,8 @@ class RedisSessions(Operations):
             "wipe": wipe, "cache_time": cache_time, "cache_max": cache_max,
             "redis_ttl": redis_ttl, "max_data_keys": max_data_keys,
             "max_data_bytes": max_data_bytes, "layout": layout, "durability": durability,
-            "replicas": replicas, "timeout_ms": timeout_ms}
+            "replicas": replicas, "timeout_ms": timeout_ms,
+            "activity_resolution": activity_resolution}
         self.client, self._owns_client = make_client(redis, layout)
         self._wire: Any
         if isinstance(self.client, RedisCluster):
@@ -145,6 +154,8 @@ class RedisSessions(Operations):
                         reply: Any = wire.run(step.script, step.keys, step.args, step.wait)
                     elif isinstance(step, Calls):
                         reply = wire.run_many(step.script, step.calls, step.wait)
+                    elif isinstance(step, Commands):
+                        reply = wire.commands(step.commands, step.key)
                     else:
                         reply = wire.command(step.args, step.key)
                 except SessionError as exc:
@@ -174,14 +185,16 @@ class RedisSessions(Operations):
         return self._drive(self._create(app, id, ip, ttl, d, no_resave, max_sessions))
 
     def get(self, app: str, token: str) -> Session | None:
-        """The session of ``token`` (recording the activity), or None when there is none."""
+        """The session of ``token`` (recording the activity, to the activity resolution), or
+        None when there is none."""
         return self._drive(self._get(app, token, False, False))
 
     def load(self, app: str, token: str, anonymous: bool = True) -> Session | None:
-        """What the web layer loads for a cookie, in one round trip: a user session (as get()),
-        an anonymous one (``id`` None; its Redis TTL renewed to its ttl) unless ``anonymous`` is
-        False, ``{"id": None, "rotated": True}`` for a token upgrade/regenerate replaced less
-        than ROTATION_GRACE seconds ago, or None."""
+        """What the web layer loads for a cookie, in one round trip (two when the session's
+        activity is recorded after the resolution): a user session (as get()), an anonymous one
+        (``id`` None; its Redis TTL renewed to its ttl, once per activity resolution) unless
+        ``anonymous`` is False, ``{"id": None, "rotated": True}`` for a token upgrade/regenerate
+        replaced less than ROTATION_GRACE seconds ago, or None."""
         return self._drive(self._get(app, token, anonymous, True))
 
     def set(self, app: str, token: str, d: Mapping[str, object]) -> Session | None:
@@ -218,7 +231,8 @@ class RedisSessions(Operations):
     def create_anonymous(self, app: str, d: Mapping[str, object], ttl: int = DEFAULT_TTL) -> str:
         """Store an anonymous session (a visitor's first write); returns its token.
 
-        It lives ``ttl`` seconds after its last load or write (a Redis TTL: no wiper needed) and
+        It lives ``ttl`` seconds after its last write or recorded load (a Redis TTL, renewed
+        by a load once per activity resolution: no wiper needed) and
         appears in no index: soid, soapp, activity and Node never see it. ``d`` may be empty.
         """
         return self._drive(self._create_anonymous(app, d, ttl))

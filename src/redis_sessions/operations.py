@@ -19,18 +19,23 @@ from __future__ import annotations
 import heapq
 import logging
 import secrets
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar, Union
 
 from . import core, scripts, validate
 from ._constants import (
+    ANONYMOUS_SEPARATOR,
+    DEFAULT_ACTIVITY_RESOLUTION,
     DEFAULT_REPLICAS,
     DEFAULT_WAIT_MS,
     DEVICE_HANDLE_BYTES,
     MAX_DATA_BYTES,
+    MAX_ACTIVITY_RESOLUTION,
     MAX_DATA_KEYS,
     ROTATION_GRACE,
+    TOKEN_RANDOM_LENGTH,
 )
 from .cache import LocalCache
 from .errors import BackendError, BackendUnavailable, SessionError, ValidationError
@@ -106,7 +111,15 @@ class Command(NamedTuple):
     key: Arg | None = None
 
 
-Step = Union[Call, Calls, Command]
+class Commands(NamedTuple):
+    """Run plain commands that only read, pipelined in one round trip on the master of
+    ``key``'s slot (every key of them in that slot); their replies in order."""
+
+    commands: tuple[tuple[Arg, ...], ...]
+    key: Arg
+
+
+Step = Union[Call, Calls, Command, Commands]
 Op = Generator[Step, Any, T]
 
 
@@ -219,7 +232,7 @@ class _Stream:
         flat = reply[3:]
         items = []
         for i in range(0, len(flat), 3):
-            session = core.parse_session(flat[i + 1])
+            session = parse(flat[i + 1])
             if session is not None:
                 token = flat[i]
                 session["token"] = token.decode() if isinstance(token, bytes) else token
@@ -265,18 +278,65 @@ def _check_page(page: object) -> int:
     return page
 
 
-def parse(reply: object) -> Session | None:
-    """A script's session reply parsed; an anonymous session's ``id`` is None."""
-    session = core.parse_session(reply)
+# what a session's hash holds, read by the functions (scripts/_lib.lua's load()) and by a hot load
+_FIELDS = (b"id", b"r", b"w", b"ttl", b"d", b"la", b"ip", b"no_resave")
+_ANONYMOUS_FIELDS = (b"d", b"ttl", b"la")
+
+
+def fresh_limit(stored_ttl: int, no_resave: bool, resolution: int) -> int:
+    """The seconds of idleness after which a use records activity (moves ``la``): Node's rule
+    (more than 1 s; no_resave: more than 0 s) at a resolution of 1 or less; above, the
+    resolution, at most a tenth of the stored ttl. The same rule as scripts/_lib.lua's."""
+    limit = min(resolution, stored_ttl // 10)
+    limit = max(limit, 1)
+    return limit - 1 if no_resave else limit
+
+
+def _stored(id_: bytes, r: bytes, w: bytes, ttl: bytes, la: bytes, ip: bytes | None,
+            d: bytes | None, no_resave: bytes | None, now: int) -> Session | None:
+    """Node's session dict from a session hash's stored texts at the server's time ``now``
+    (idle and a no_resave session's remaining ttl computed); None when they are no session's.
+    An anonymous session's ``id`` is None."""
+    try:
+        reads, writes, stored_ttl, last = int(r), int(w), int(ttl), int(la)
+    except (TypeError, ValueError):
+        return None
+    idle = now - last
+    fixed = no_resave == b"1"
+    session = core.parse_session([id_, reads, writes, stored_ttl - idle if fixed else stored_ttl,
+                                  idle, ip or None, d or None, 1 if fixed else 0])
     if session is not None and not session["id"]:
         session["id"] = None
     return session
 
 
+def parse_text(reply: object) -> tuple[Session | None, int]:
+    """A function's session reply (scripts/_lib.lua's reply(): one text, line-separated) as
+    Node's session dict, and the server's time it carries (0 when it is no session reply)."""
+    if type(reply) is not bytes:
+        if not isinstance(reply, str):
+            return None, 0
+        reply = reply.encode("utf-8", "surrogateescape")
+    parts = reply.split(b"\n", 8)
+    if len(parts) != 9:
+        return None, 0
+    now_text, r, w, ttl, la, no_resave, id_, ip, d = parts
+    try:
+        now = int(now_text)
+    except ValueError:
+        return None, 0
+    return _stored(id_, r, w, ttl, la, ip, d, no_resave, now), now
+
+
+def parse(reply: object) -> Session | None:
+    """A function's session reply parsed; an anonymous session's ``id`` is None."""
+    return parse_text(reply)[0]
+
+
 def _sessions_with_tokens(flat: list[Any]) -> list[Session]:
     out = []
     for i in range(0, len(flat), 2):
-        session = core.parse_session(flat[i + 1])
+        session = parse(flat[i + 1])
         if session is not None:
             token = flat[i]
             session["token"] = token.decode() if isinstance(token, bytes) else token
@@ -286,6 +346,17 @@ def _sessions_with_tokens(flat: list[Any]) -> list[Session]:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _anonymous_shaped(token: str) -> bool:
+    """Whether ``token`` has an anonymous session's shape (made by ``_anonymous_token``)."""
+    return token[TOKEN_RANDOM_LENGTH] == ANONYMOUS_SEPARATOR
+
+
+def _anonymous_token(token: str) -> str:
+    """A new token given an anonymous session's shape: Node's separator replaced (the random
+    letters and the time kept; Node never makes such a token)."""
+    return token[:TOKEN_RANDOM_LENGTH] + ANONYMOUS_SEPARATOR + token[TOKEN_RANDOM_LENGTH + 1:]
 
 
 def _check_token(token: object) -> str:
@@ -305,7 +376,8 @@ class Operations:
 
     def __init__(self, namespace: str, redis_ttl: bool, max_data_keys: int = MAX_DATA_KEYS,
                  max_data_bytes: int = MAX_DATA_BYTES, layout: str = "node",
-                 wait: Wait | None = None) -> None:
+                 wait: Wait | None = None,
+                 activity_resolution: int = DEFAULT_ACTIVITY_RESOLUTION) -> None:
         if not isinstance(namespace, str) or not namespace or ":" in namespace:
             raise ValidationError("invalidFormat", "Invalid namespace format")
         if layout not in LAYOUTS:
@@ -321,6 +393,15 @@ class Operations:
         self._apps: dict[str, AppContext | ClusterApp] = {}
         self.cache = None
         self._server_checked = False  # the eviction policy is checked at the first call
+        if (not isinstance(activity_resolution, int) or isinstance(activity_resolution, bool)
+                or not 0 <= activity_resolution <= MAX_ACTIVITY_RESOLUTION):
+            raise ValidationError("invalidValue", "activity_resolution must be an integer of "
+                                  f"seconds from 0 to {MAX_ACTIVITY_RESOLUTION}")
+        self.resolution = activity_resolution
+        # Bounds of (the server's time - time.monotonic()) from the last function reply (None
+        # before the first): a hot load decides by the upper one (its idle is never under the
+        # server's) and reports idle by the lower one (never over it).
+        self._clock: tuple[float, float] | None = None
 
     def _refuse_cluster_node(self, cluster_enabled: bool) -> None:
         """ping()'s one check of the server: Node's layout spans many slots, so a cluster node
@@ -408,13 +489,64 @@ class Operations:
         slot = ctx.of_token(token)
         if slot is None:
             return None
-        reply = yield slot.call(scripts.GET, slot.token_keys(token),
-                                (token, "1" if anonymous else "0"))
-        if reply == _ROTATED:
-            return {"id": None, "rotated": True} if rotated else None
-        session = parse(reply)
+        keys = slot.token_keys(token)
+        session: Session | None = None
+        if self.resolution and self._clock is not None:
+            # the hot load: one plain read of the key the token's shape names, no write; the
+            # function only when it does not suffice (another kind, a rotated token, none)
+            if not _anonymous_shaped(token):
+                session = self._fresh((yield Commands(((b"HMGET", keys[0], *_FIELDS),),
+                                                      keys[0]))[0], False)
+            elif anonymous:
+                session = self._fresh((yield Commands(
+                    ((b"HMGET", keys[1], *_ANONYMOUS_FIELDS),), keys[1]))[0], True)
+        if session is None:
+            started = time.monotonic()
+            reply = yield slot.call(scripts.GET, keys,
+                                    (token, "1" if anonymous else "0", self.resolution))
+            if reply == _ROTATED:
+                return {"id": None, "rotated": True} if rotated else None
+            session = self._parse_timed(reply, started)
         if cache is not None and session is not None and session["id"] is not None:
             cache.put(app, token, session, ticket)
+        return session
+
+    def _parse_timed(self, reply: object, started: float) -> Session | None:
+        """A function's session reply parsed; the server time it carries (read after
+        ``started``, a monotonic time taken before the call was sent) bounds the clock."""
+        session, now = parse_text(reply)
+        if now:
+            self._clock = (now - time.monotonic(), now + 1 - started)
+        return session
+
+    def _fresh(self, fields: list[Any], anonymous: bool) -> Session | None:
+        """The session a hot load read (a user session's ``_FIELDS`` or an anonymous one's),
+        when no function would record activity for it now; None when the function must run: no
+        session (or none well formed) was read, or its last activity is older than
+        ``fresh_limit`` allows by the highest server time the clock admits, or newer than it
+        (the server's clock moved: the function's reply sets the estimate again)."""
+        clock = self._clock
+        assert clock is not None
+        mono = time.monotonic()
+        now = int(mono + clock[1])  # at least the server's whole seconds now
+        if anonymous:
+            id_, r, w, no_resave, ip = b"", b"0", b"0", None, None
+            d, ttl, la = fields
+        else:
+            id_, r, w, ttl, d, la, ip, no_resave = fields
+            if id_ is None:
+                return None
+        try:
+            last = int(la)
+            stored_ttl = int(ttl)
+        except (TypeError, ValueError):
+            return None
+        if not 0 <= now - last <= fresh_limit(stored_ttl, no_resave == b"1", self.resolution):
+            return None
+        # idle as reported: by the lower bound of the server's time (at least la's)
+        session = _stored(id_, r, w, ttl, la, ip, d, no_resave, max(int(mono + clock[0]), last))
+        if session is None or (session["id"] is None) != anonymous:
+            return None  # (an empty id in a user session's hash: the function decides)
         return session
 
     def _apply_changes(self, app: str, token: str, changes: Sequence[bytes], ttl: int | None,
@@ -430,18 +562,19 @@ class Operations:
         if cache is not None:
             cache.drop(app, token)
         try:
+            started = time.monotonic()
             reply = yield slot.call(
                 scripts.SET, slot.token_keys(token),
                 (token, *self.limits, new_ttl,
                  ("2" if keep_empty else "1") if anonymous else "0", "1" if follow else "0",
-                 *changes), self.wait,
+                 self.resolution, *changes), self.wait,
             )
         finally:
             if cache is not None:  # again: a get() that read meanwhile may not cache the old
                 cache.drop(app, token)
         if reply == _ROTATED or reply == _FORWARDED:
             return {"id": None, "rotated": True, "saved": reply == _FORWARDED}
-        return parse(reply)
+        return self._parse_timed(reply, started)
 
     def _create_anonymous(self, app: str, d: Mapping[str, object], ttl: int) -> Op[str]:
         ctx = self._app(app)
@@ -451,7 +584,7 @@ class Operations:
         changes = core.encode_changes(d)
         for _ in range(3):
             slot = ctx.any()
-            token = slot.new_token()
+            token = _anonymous_token(slot.new_token())
             try:
                 yield slot.call(scripts.CREATE_ANONYMOUS, (slot.anonymous_prefix + token,),
                                 (ttl, *self.limits, *changes), self.wait)
@@ -508,6 +641,8 @@ class Operations:
         yield from self._register(app, ctx)
         for _ in range(3):
             new = target.new_token()
+            if not user and _anonymous_shaped(old):  # regenerate keeps the token's shape
+                new = _anonymous_token(new)
             try:
                 reply = yield target.call(
                     scripts.ROTATE,

@@ -153,6 +153,23 @@ class Wire:
             raise backend_error(reply) from reply
         return reply
 
+    def commands(self, commands: Sequence[Sequence[Arg]], key: Arg | None = None
+                 ) -> list[object]:
+        """Run plain commands that only read in one round trip (pipelined); an error reply
+        raises. A reset connection (not a timeout) is retried once on a new one, as the
+        functions that may run twice are. (``key``: the cluster wire's routing hint.)"""
+        packed = b"".join(core.pack_command(args) for args in commands)
+        try:
+            replies = self._roundtrip(packed, len(commands))
+        except BackendUnavailable as exc:
+            if isinstance(exc.__cause__, TIMEOUTS):
+                raise
+            replies = self._roundtrip(packed, len(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise backend_error(reply) from reply
+        return replies
+
     def run_many(
         self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]],
         wait: tuple[int, int] | None = None,

@@ -151,7 +151,9 @@ def test_the_cache_is_invalidated_through_the_cluster(acrs: AsyncRedisSessions, 
                                                      cluster_ns: str) -> None:
     """cache_time with a cluster (a client or a URL): the listener's blocking RedisCluster,
     built from the async client's nodes, hears the other manager's writes."""
-    options = {"layout": "cluster", "namespace": cluster_ns, "wipe": 0, "cache_time": 60}
+    # activity_resolution=0: every get that reaches Redis runs the function (r counts it)
+    options = {"layout": "cluster", "namespace": cluster_ns, "wipe": 0, "cache_time": 60,
+               "activity_resolution": 0}
     cached = AsyncRedisSessions(acrs.client if not acrs._owns_client else cluster.url, **options)
     other = AsyncRedisSessions(cluster.url, **options)
 

@@ -53,7 +53,9 @@ def _master(group: SentinelGroup):
 
 
 def test_the_cache_is_invalidated_across_two_managers(make) -> None:
-    cached, other = make(cache_time=60), make(cache_time=60)
+    # activity_resolution=0: every get that reaches Redis runs the function (r counts it)
+    cached, other = (make(cache_time=60, activity_resolution=0),
+                     make(cache_time=60, activity_resolution=0))
     run(cache_follows_writes_of_another(cached, other, APP))
     assert cached._twin is not None and cached._twin._sentinel is not None  # a Sentinel's
 
@@ -62,7 +64,9 @@ def test_the_cache_is_invalidated_across_two_managers(make) -> None:
 def test_the_cache_listener_follows_a_failover(make, sentinel_group: SentinelGroup) -> None:
     """After SENTINEL FAILOVER both listeners subscribe on the new master (PUBSUB NUMSUB there),
     and invalidation still crosses between the managers."""
-    cached, other = make(cache_time=60), make(cache_time=60)
+    # activity_resolution=0: every get that reaches Redis runs the function (r counts it)
+    cached, other = (make(cache_time=60, activity_resolution=0),
+                     make(cache_time=60, activity_resolution=0))
     channel = cached.keys.cache_channel
 
     def subscribers(node) -> int:

@@ -25,7 +25,9 @@ def _wait(predicate, timeout: float = 5.0) -> bool:
 
 @pytest.fixture
 def cached(redis_url, namespace):
-    manager = RedisSessions(redis_url, namespace=namespace, wipe=0, cache_time=30)
+    # activity_resolution=0: every get runs the function, whose r tells a cache hit from a read
+    manager = RedisSessions(redis_url, namespace=namespace, wipe=0, cache_time=30,
+                            activity_resolution=0)
     manager.activity(APP, 600)
     manager.cache.get(APP, "A" * 64)  # starts the listener
     assert _wait(lambda: manager.cache._listening), "cache subscription never confirmed"

@@ -56,7 +56,9 @@ def _fill(rs: RedisSessions, client: redis.Redis) -> dict[str, str]:
     ("volatile-lru", True), ("allkeys-lru", True), ("allkeys-lru", False)])
 def test_every_live_session_is_found_and_killed_under_eviction(server, client, policy,
                                                                redis_ttl) -> None:
-    with RedisSessions(server.url, wipe=0, redis_ttl=redis_ttl) as rs:
+    # activity_resolution=0: every get runs the function, which checks the user's set (a hot
+    # load, within the resolution, does not: test_a_hot_load_misses_a_lost_set_for_one_resolution)
+    with RedisSessions(server.url, wipe=0, redis_ttl=redis_ttl, activity_resolution=0) as rs:
         rs.kill(APP, rs.create(APP, "warm", "10.0.0.1"))  # the function library is loaded
         _limit(client, policy)
         tokens = _fill(rs, client)
@@ -77,17 +79,26 @@ def test_user_token_sets_carry_no_redis_ttl(server, client) -> None:
         token = rs.create(APP, "alice", "10.0.0.1")
         assert client.ttl(f"rs:{APP}:{token}") > 0  # the session itself expires by Redis
         assert client.ttl(f"rs:{APP}:us:alice") == -1
-        client.expire(f"rs:{APP}:us:alice", 3600)  # as a set left by an earlier release
+        # as a set and a session left by an earlier release (its sessions lack the mark `p`)
+        client.expire(f"rs:{APP}:us:alice", 3600)
+        client.hdel(f"rs:{APP}:{token}", "p")
         rs.get(APP, token)
-        client.hincrby(f"rs:{APP}:{token}", "la", -5)  # so the next get records activity
+        # beyond the activity resolution (10 s), so the next get records activity
+        client.hincrby(f"rs:{APP}:{token}", "la", -15)
         rs.get(APP, token)
         assert client.ttl(f"rs:{APP}:us:alice") == -1  # the next recorded activity removed it
+        assert client.hget(f"rs:{APP}:{token}", "p") == b"1"
+        # a new session of the user persists its set at once
+        client.expire(f"rs:{APP}:us:alice", 3600)
+        rs.create(APP, "alice", "10.0.0.1")
+        assert client.ttl(f"rs:{APP}:us:alice") == -1
 
 
 def test_a_session_missing_from_its_users_index_is_ended(server, client) -> None:
     """allkeys-* may evict the user's token set alone: the sessions it listed end on their next
-    use, so none is left that killsoid cannot find."""
-    with RedisSessions(server.url, wipe=0) as rs:
+    use, so none is left that killsoid cannot find (at once with activity_resolution=0; within
+    one resolution otherwise: tests/manager/test_hot_load.py)."""
+    with RedisSessions(server.url, wipe=0, activity_resolution=0) as rs:
         token = rs.create(APP, "alice", "10.0.0.1", d={"a": 1})
         client.delete(f"rs:{APP}:us:alice")  # what an eviction does
         assert rs.soapp(APP, 600) == []

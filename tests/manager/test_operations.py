@@ -21,7 +21,9 @@ def test_create_writes_nodes_layout(rs: RedisSessions, redis_client, namespace: 
     assert stored.pop("d") == '{"a":"x","b":true}'
     la = int(stored.pop("la"))
     assert abs(la - now) <= 1
-    assert stored == {"id": "user1", "r": "1", "w": "1", "ip": "127.0.0.1", "ttl": "3600"}
+    # and "p", ours with redis_ttl: its user's token set was persisted (scripts/_lib.lua's touch)
+    assert stored == {"id": "user1", "r": "1", "w": "1", "ip": "127.0.0.1", "ttl": "3600",
+                      "p": "1"}
     assert redis_client.zrange(f"{ns}:{APP}:_sessions", 0, -1, withscores=True) == [
         (f"{token}:user1".encode(), la)
     ]

@@ -183,7 +183,7 @@ def test_the_set_script_refuses_malformed_changes_too(rs, redis_client, namespac
     key = f"{namespace}:{APP}:{token}"
     stored = redis_client.hgetall(key)
     call = rs._app(APP).call(scripts.SET, rs._app(APP).token_keys(token),
-                             (token, *rs.limits, "", "0", "0", *changes))
+                             (token, *rs.limits, "", "0", "0", 0, *changes))
     with pytest.raises(Exception, match="RSINVALID"):
         redis_client.fcall(call.script.function.decode(), len(call.keys), *call.keys, *call.args)
     assert redis_client.hgetall(key) == stored
@@ -201,7 +201,7 @@ def test_a_scripts_refusal_is_a_validation_error_on_the_wires(rs, redis_url, nam
     token = rs.create(APP, "user1", "10.0.0.1")
     ctx = rs._app(APP)
     call = ctx.call(scripts.SET, ctx.token_keys(token),
-                    (token, *rs.limits, "", "0", "0", b'"a"', b'1,"x":2'))
+                    (token, *rs.limits, "", "0", "0", 0, b'"a"', b'1,"x":2'))
     with pytest.raises(ValidationError) as info:
         rs._wire.run(call.script, call.keys, call.args)
     assert not isinstance(info.value, BackendError) and info.value.code == "invalidValue"

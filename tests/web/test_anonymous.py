@@ -69,6 +69,7 @@ def test_anonymous_round_trips_per_request(make_app, command_counter):
     counter = command_counter()
     assert c.get("/").text == "2"
     assert counter.count == 1  # a cookie loads in one round trip, whatever its kind
+    assert counter.writes == []  # within the activity resolution: plain reads only
     counter = command_counter()
     assert c.get("/?w").text == "3"
     assert counter.count == 2

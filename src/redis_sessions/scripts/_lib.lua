@@ -16,9 +16,10 @@
 -- Write order: a script does everything that can fail (argument checks, size limits, PUBLISH,
 -- which an ACL may forbid) before its first write, because Redis does not roll a script back.
 --
--- Anonymous sessions: a HASH "{ns}:{app}:an:{token}" with `ttl` and `d` (the JSON text of the
--- data, absent when empty) and a Redis TTL of ttl seconds renewed on every use (no index, no
--- wiper; Node never looks there). A rotated token (upgrade, regenerate)
+-- Anonymous sessions: a HASH "{ns}:{app}:an:{token}" with `ttl`, `la` (the last use that renewed
+-- it) and `d` (the JSON text of the data, absent when empty) and a Redis TTL of ttl seconds,
+-- renewed when it is used after more than the activity resolution (no index, no wiper; Node
+-- never looks there). A rotated token (upgrade, regenerate)
 -- leaves a short-lived STRING "{ns}:{app}:rt:{token}": the successor's token when the same user
 -- keeps the session, "" when an anonymous session became a user's.
 
@@ -26,6 +27,8 @@
 local APP, SESSION_PREFIX, USER_PREFIX, CHANNEL, REDIS_TTL
 local SESSIONS_KEY, USERS_KEY, EXPIRY_KEY
 local ARGV
+-- the server's time of the call running now, as TIME gave it (text; set by now_seconds)
+local NOW
 
 local function begin(keys, argv)
   ARGV = argv
@@ -39,7 +42,8 @@ local MAX_SCRIPT_TTL = 4294967295
 local ROTATED, FORWARDED = 2, 3
 
 local function now_seconds()
-  return tonumber(redis.call('TIME')[1])
+  NOW = redis.call('TIME')[1]
+  return tonumber(NOW)
 end
 
 -- A whole number as text for redis.call: Redis would turn a Lua number into text with
@@ -48,46 +52,69 @@ local function decimal(n)
   return string.format('%d', n)
 end
 
--- One session's stored fields, or nil when there is no (well-formed) session.
--- s.ttl is what get() returns: for no_resave sessions the time remaining.
+-- One session's stored fields, or nil when there is no session (or r, w, ttl or la is
+-- missing, or ttl or la no number). s.v holds the texts read, in STORED's order (the reply
+-- carries them; get and set check the counter they increment, the client checks them all).
+-- s.ttl is what get() returns (for no_resave sessions the time remaining).
 local function load(key, now)
   local v = redis.call('HMGET', key, 'id', 'r', 'w', 'ttl', 'd', 'la', 'ip', 'no_resave')
-  if not v[1] then return nil end
-  local r, w, ttl, la = tonumber(v[2]), tonumber(v[3]), tonumber(v[4]), tonumber(v[6])
-  if not (r and w and ttl and la) then return nil end
-  local s = {key = key, id = v[1], r = r, w = w, ttl = ttl, la = la, d = v[5], ip = v[7],
-             no_resave = v[8] == '1', idle = now - la, expires = la + ttl}
-  s.expired = s.ttl < s.idle
-  if s.no_resave then s.ttl = s.ttl - s.idle end
+  if not (v[1] and v[2] and v[3]) then return nil end
+  local ttl, la = tonumber(v[4]), tonumber(v[6])
+  if not (ttl and la) then return nil end
+  local idle = now - la
+  local s = {key = key, id = v[1], d = v[5], ip = v[7], ttl = ttl, la = la, idle = idle,
+             no_resave = v[8] == '1', expires = la + ttl, expired = ttl < idle,
+             stored_ttl = ttl, v = v}
+  if s.no_resave then s.ttl = ttl - idle end
   return s
 end
 
--- The reply parsed by core.parse_session: id r w ttl idle ip d no_resave.
+-- The seconds of idleness after which a use moves la (and the indexes and TTLs that follow
+-- it): Node's rule (more than 1 s; no_resave sessions: more than 0 s) at an activity
+-- resolution of 1 or less; above, the resolution, at most a tenth of the stored ttl (so a
+-- session expires at most that much before its last use's ttl ran out).
+local function fresh_limit(stored_ttl, no_resave, resolution)
+  local limit = resolution
+  if limit > stored_ttl / 10 then limit = math.floor(stored_ttl / 10) end
+  if limit < 1 then limit = 1 end
+  if no_resave then return limit - 1 end
+  return limit
+end
+
+-- The reply operations.py parses: ONE text (a table reply costs Redis several times more),
+-- its fields separated by line breaks: now r w ttl la no_resave id ip d, the server's time and
+-- the stored texts (ttl and la as read: the client computes idle, and a no_resave session's
+-- remaining ttl, from them). Ids and ips hold no line break (Node's rules and ours); d is last.
 local function reply(s)
-  return {s.id, s.r, s.w, s.ttl, s.idle, s.ip or false, s.d or false, s.no_resave and 1 or 0}
+  local v = s.v
+  return NOW .. '\n' .. v[2] .. '\n' .. v[3] .. '\n' .. v[4] .. '\n' .. v[6] .. '\n'
+    .. (s.no_resave and '1' or '') .. '\n' .. s.id .. '\n' .. (s.ip or '') .. '\n' .. (s.d or '')
 end
 
 -- The same reply for an anonymous session: an empty id marks it (user ids are never empty).
-local function anonymous_reply(d, ttl)
-  return {'', 0, 0, ttl, 0, false, d or false, 0}
+local function anonymous_reply(d, ttl_text)
+  return NOW .. '\n0\n0\n' .. ttl_text .. '\n' .. NOW .. '\n\n\n\n' .. (d or '')
 end
 
--- An anonymous session's data text (false when empty) and ttl, or nil when there is none.
+-- An anonymous session's data text (false when empty), ttl, ttl text and la (nil when not
+-- recorded), or nil when there is none.
 local function load_anonymous(key)
-  local v = redis.call('HMGET', key, 'd', 'ttl')
+  local v = redis.call('HMGET', key, 'd', 'ttl', 'la')
   local ttl = tonumber(v[2])
   if not ttl then return nil end
-  return v[1], ttl
+  return v[1], ttl, v[2], tonumber(v[3])
 end
 
--- Write an anonymous session (d nil: empty) and give it ttl seconds from now.
+-- Write an anonymous session (d nil: empty) and give it ttl seconds from now (NOW: the caller
+-- asked for the time).
 local function store_anonymous(key, d, ttl)
   local secs = decimal(ttl)
-  if d then redis.call('HSET', key, 'd', d, 'ttl', secs) else
-    redis.call('HSET', key, 'ttl', secs)
+  if d then redis.call('HSET', key, 'd', d, 'ttl', secs, 'la', NOW) else
+    redis.call('HSET', key, 'ttl', secs, 'la', NOW)
     redis.call('HDEL', key, 'd')
   end
   redis.call('EXPIRE', key, secs)
+  return secs
 end
 
 -- A ttl argument as a number, or an error reply before anything is written.
@@ -103,42 +130,45 @@ local function publish(token)
   if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, APP .. ':' .. token) end
 end
 
--- Record activity now: Node's rules (la only after more than 1 s idle; no_resave keeps its
--- fixed expiry by storing the remaining ttl), plus the three index scores and the Redis TTL of
--- the session's hash. No index carries a TTL (as in Node; the wiper keeps them tidy): under a
--- volatile-* eviction policy Redis may then evict a session, never the user's token set that
--- killsoid and soid find it by. A set left with a TTL by an earlier release loses it here.
--- ``fields`` (a flat list of hash fields and values the caller changes, may be empty) is
--- written in the same HSET. The scores and TTLs follow la, so they are written only when la
--- moved (or the session is new): a session used again within a second costs no index update.
-local function touch(s, token, now, fields)
-  local moved = s.new
-  local at = nil  -- now as text, made once when needed
-  if s.no_resave then
-    if s.idle > 0 then
-      at = decimal(now)
-      fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = decimal(s.ttl)
-      fields[#fields + 1] = 'la' ; fields[#fields + 1] = at
-      s.la = now
-      moved = true
-    end
-  elseif s.idle > 1 then
-    at = decimal(now)
-    fields[#fields + 1] = 'la' ; fields[#fields + 1] = at
+-- Record activity now: la moves when the session was idle longer than fresh_limit() allows
+-- (no_resave keeps its fixed expiry by storing the remaining ttl), and with it the three index
+-- scores and the Redis TTL of the session's hash; a session used again sooner costs no index
+-- update. ``fields`` (a flat list of hash fields and values the caller changes, may be empty;
+-- ``added``: how many of them the hash may lack) is written in the same HSET.
+-- The hash's Redis TTL runs to the end of the step (a minute, at most a tenth of the ttl) in
+-- which the session expires (it counts as expired once now > la + ttl: every function treats it
+-- so before Redis removes it), so a move renews it only when that step changes, at most once a
+-- minute for an active session; a session not yet marked `p` (made by an earlier release, or by
+-- Node: its TTL is another's, or none) gets its TTL at its first move.
+-- No index carries a TTL (as in Node; the wiper keeps them tidy): under a volatile-* eviction
+-- policy Redis may then evict a session, never the user's token set that killsoid and soid find
+-- it by. A new session's set is persisted when the session is stored; a set left with a TTL by
+-- an earlier release loses it at its sessions' first move: each move writes the field `p`, and
+-- an HSET that added more fields than the caller's ``added`` found a session not yet marked.
+local function touch(s, token, now, fields, resolution, added)
+  local moved = s.new or s.renewed
+  if s.idle > fresh_limit(s.stored_ttl, s.no_resave, resolution) then
+    if s.no_resave then fields[#fields + 1] = 'ttl' ; fields[#fields + 1] = decimal(s.ttl) end
+    fields[#fields + 1] = 'la' ; fields[#fields + 1] = NOW
     s.la = now
     moved = true
   end
-  if #fields > 0 then redis.call('HSET', s.key, unpack(fields)) end
+  local mark = moved and REDIS_TTL and not s.new
+  if mark then fields[#fields + 1] = 'p' ; fields[#fields + 1] = '1' end
+  local unmarked = #fields > 0 and redis.call('HSET', s.key, unpack(fields)) > added and mark
+  if unmarked then redis.call('PERSIST', USER_PREFIX .. s.id) end
   if not moved then return end
-  at = at or decimal(now)
-  redis.call('ZADD', SESSIONS_KEY, at, token .. ':' .. s.id)
-  redis.call('ZADD', USERS_KEY, at, s.id)
-  redis.call('ZADD', EXPIRY_KEY, decimal(now + s.ttl), APP .. ':' .. token .. ':' .. s.id)
+  local expires = now + s.ttl  -- (no_resave: s.ttl is the remainder, so this is fixed)
+  redis.call('ZADD', SESSIONS_KEY, NOW, token .. ':' .. s.id)
+  redis.call('ZADD', USERS_KEY, NOW, s.id)
+  redis.call('ZADD', EXPIRY_KEY, decimal(expires), APP .. ':' .. token .. ':' .. s.id)
   if REDIS_TTL then
-    -- the session counts as expired once now > la + ttl
-    local left = decimal(s.la + s.ttl + 1 - now)
-    redis.call('EXPIRE', s.key, left)
-    redis.call('PERSIST', USER_PREFIX .. s.id)
+    local step = math.floor(s.stored_ttl / 10)
+    if step > 60 then step = 60 elseif step < 1 then step = 1 end
+    local ends = math.floor(expires / step)
+    if s.new or s.renewed or unmarked or ends ~= math.floor(s.expires / step) then
+      redis.call('EXPIREAT', s.key, decimal(ends * step + step))
+    end
   end
 end
 
@@ -165,10 +195,14 @@ end
 
 -- The session at key when it is live; an expired one (or one its user's set lost) is removed
 -- on the spot (with its index entries) and, like a missing one, gives nil. Nothing is ever
--- recreated.
-local function live(key, token, now)
+-- recreated. With a ``resolution`` above 1 (get and set), the set is asked only when the use
+-- records activity: within the resolution a hot load does not ask it either, so a lost set is
+-- noticed at most one resolution late (docs/manager.md).
+local function live(key, token, now, resolution)
   local s = load(key, now)
-  if s and (s.expired or not listed(s, token)) then
+  if s and (s.expired or not ((resolution and resolution > 1
+                               and s.idle <= fresh_limit(s.stored_ttl, s.no_resave, resolution))
+                              or listed(s, token))) then
     kill(token, s.id)
     return nil
   end
@@ -252,15 +286,15 @@ local function end_of_value(s, i)
   return p + 1
 end
 
--- The members as {raw key, raw value}, in order, and index[key's string] = position. The usual
--- member ("key":"text" or "key":scalar, no escapes, no spaces) takes one match; anything else
--- goes the long way.
-local function json_members(s, index)
-  local members = {}
+-- The members into keys and values (their raw texts, in order) and index (key's string ->
+-- position); returns their count. The usual member ("key":"text" or "key":scalar, no escapes, no
+-- spaces) takes one match, and a comma after it one byte; anything else goes the long way.
+local function json_members(s, keys, values, index)
+  local n = 0
   local _, i = string.find(s, '^[ \t\r\n]*{[ \t\r\n]*')
   if not i then error('not an object') end
   i = i + 1
-  if string.byte(s, i) == 125 then return members end
+  if string.byte(s, i) == 125 then return n end
   while true do
     local _, e, raw_key, name, value = string.find(s, '^("([^"\\]*)"):("[^"\\]*")', i)
     if not e then
@@ -277,12 +311,16 @@ local function json_members(s, index)
       e = end_of_value(s, colon + 1) - 1
       value = string.sub(s, colon + 1, e)
     end
-    members[#members + 1] = {raw_key, value}
-    index[name] = #members
-    local _, after, separator = string.find(s, '^[ \t\r\n]*([,}])[ \t\r\n]*', e + 1)
-    if separator == '}' then return members end
-    if not separator then error('bad separator') end
-    i = after + 1
+    n = n + 1
+    keys[n], values[n], index[name] = raw_key, value, n
+    if string.byte(s, e + 1) == 44 and string.byte(s, e + 2) == 34 then
+      i = e + 2
+    else
+      local _, after, separator = string.find(s, '^[ \t\r\n]*([,}])[ \t\r\n]*', e + 1)
+      if separator == '}' then return n end
+      if not separator then error('bad separator') end
+      i = after + 1
+    end
   end
 end
 
@@ -368,51 +406,66 @@ local function json_key(t)
   return string.byte(t, 1) == 34 and string.byte(t, -1) == 34 and #t > 1 and json_value(t)
 end
 
--- The first malformed change of ARGV[first..] (its position), or nil when they are all well formed.
-local function bad_change(first)
-  if (#ARGV - first) % 2 == 0 then return #ARGV end  -- a key without a value
-  for i = first, #ARGV, 2 do
-    local value = ARGV[i + 1]
-    if not json_key(ARGV[i]) or (value ~= '' and not json_value(value)) then return i end
-  end
-  return nil
+-- The usual change takes one match per key and one or two per value: a key or a string value
+-- of printable ASCII without escapes, an integer, a literal; anything else is checked by
+-- json_key and json_value. PLAIN_KEY captures the key's name.
+local PLAIN_KEY = '^"([^"\\%c\128-\255]*)"$'
+local PLAIN_STRING = '^"[^"\\%c\128-\255]*"$'
+
+local function plain_value(t)
+  return string.find(t, '^-?[1-9]%d*$') or string.find(t, PLAIN_STRING) or t == '0'
+    or t == 'true' or t == 'false' or t == 'null'
 end
 
 -- Apply the encoded changes ARGV[first..] (pairs: JSON key, JSON value or "" = delete) to the
 -- stored JSON text of d. Stored keys keep their order and untouched values their bytes; new keys
--- go at the end (as Node's merge does). Returns the new text (nil when empty) and its key count;
--- the count is -1 when the stored text is not a JSON object, -2 when a change is malformed.
+-- go at the end (as Node's merge does). Every change is checked first. Returns the new text (nil
+-- when empty) and its key count; the count is -1 when the stored text is not a JSON object, -2
+-- when a change is malformed.
 local function merge(stored, first)
-  if bad_change(first) then return nil, -2 end
-  local members, index = {}, {}
-  if stored then
-    local ok, parsed = pcall(json_members, stored, index)
-    if not ok then return nil, -1 end
-    members = parsed
+  local last = #ARGV
+  if (last - first) % 2 == 0 then return nil, -2 end  -- a key without a value
+  local names = {}
+  for i = first, last, 2 do
+    local key, value = ARGV[i], ARGV[i + 1]
+    local _, _, name = string.find(key, PLAIN_KEY)
+    if not name then
+      if not json_key(key) then return nil, -2 end
+      name = key_name(key)
+    end
+    if value ~= '' and not plain_value(value) and not json_value(value) then return nil, -2 end
+    names[i] = name
   end
-  for i = first, #ARGV, 2 do
-    local name = key_name(ARGV[i])
+  local keys, values, index, n = {}, {}, {}, 0
+  if stored then
+    local ok, found = pcall(json_members, stored, keys, values, index)
+    if not ok then return nil, -1 end
+    n = found
+  end
+  for i = first, last, 2 do
+    local name = names[i]
     local value = ARGV[i + 1]
-    local n = index[name]
+    local at = index[name]
     if value == '' then
-      if n then members[n][2] = nil end
-    elseif n then
-      members[n][2] = value
+      if at then values[at] = false end
+    elseif at then
+      values[at] = value
     else
-      members[#members + 1] = {ARGV[i], value}
-      index[name] = #members
+      n = n + 1
+      keys[n], values[n], index[name] = ARGV[i], value, n
     end
   end
-  local parts, count = {'{'}, 0
-  for _, m in ipairs(members) do
-    if m[2] then
-      parts[#parts + 1] = m[1] ; parts[#parts + 1] = ':' ; parts[#parts + 1] = m[2]
-      parts[#parts + 1] = ','
+  local parts, p, count = {'{'}, 1, 0
+  for j = 1, n do
+    local value = values[j]
+    if value then
+      parts[p + 1], parts[p + 2], parts[p + 3], parts[p + 4] = keys[j], ':', value, ','
+      p = p + 4
       count = count + 1
     end
   end
   if count == 0 then return nil, 0 end
-  parts[#parts] = '}'
+  parts[p] = '}'
   return table.concat(parts), count
 end
 
@@ -433,11 +486,12 @@ local function device(key, token)
           ua = v[3] or nil}
 end
 
--- Start a user session in hash s.key (checks done by the caller): fields, token set, indexes.
--- s.device (optional, as device() gives it) is recorded with it.
+-- Start a user session in hash s.key (checks done by the caller): Node's fields (and the mark
+-- `p` with redis_ttl: touch()), token set (persisted: an earlier release gave sets a TTL),
+-- indexes. s.device (optional, as device() gives it) is recorded with it.
 local function store(s, token, now)
-  local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', decimal(now),
-                  'ttl', decimal(s.ttl)}
+  local ttl_text = decimal(s.ttl)
+  local fields = {'id', s.id, 'r', '1', 'w', '1', 'ip', s.ip, 'la', NOW, 'ttl', ttl_text}
   if s.d then fields[#fields + 1] = 'd' ; fields[#fields + 1] = s.d end
   if s.no_resave then fields[#fields + 1] = 'no_resave' ; fields[#fields + 1] = '1' end
   local dev = s.device
@@ -446,9 +500,13 @@ local function store(s, token, now)
     if dev.si then fields[#fields + 1] = 'si' ; fields[#fields + 1] = decimal(dev.si) end
     if dev.ua then fields[#fields + 1] = 'ua' ; fields[#fields + 1] = dev.ua end
   end
-  redis.call('SADD', USER_PREFIX .. s.id, token)
-  s.r, s.w, s.la, s.idle, s.new = 1, 1, now, 0, true
-  touch(s, token, now, fields)
+  if REDIS_TTL then fields[#fields + 1] = 'p' ; fields[#fields + 1] = '1' end
+  local user_key = USER_PREFIX .. s.id
+  redis.call('SADD', user_key, token)
+  if REDIS_TTL then redis.call('PERSIST', user_key) end
+  s.v = {s.id, '1', '1', ttl_text, s.d, NOW, s.ip}
+  s.stored_ttl, s.la, s.idle, s.new, s.expires = s.ttl, now, 0, true, now + s.ttl
+  touch(s, token, now, fields, 1, 0)
 end
 
 local function refuse_data(text, count, max_bytes, max_keys)

@@ -8,5 +8,5 @@ end
 local d, count = merge(nil, 9)
 local refused = refuse_data(d, count, tonumber(ARGV[7]), tonumber(ARGV[8]))
 if refused then return redis.error_reply(refused) end
-store_anonymous(KEYS[4], d, ttl)
-return anonymous_reply(d, ttl)
+now_seconds()  -- the anonymous session's la
+return anonymous_reply(d, store_anonymous(KEYS[4], d, ttl))

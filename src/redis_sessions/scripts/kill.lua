@@ -3,10 +3,8 @@
 -- With ARGV[8] = "1" a session that is still alive is kept and its expiry score corrected, and
 -- an index entry whose hash Redis already expired counts as one expired session removed.
 local token, known_id = ARGV[6], ARGV[7]
-local now = now_seconds()
-if ARGV[8] == '1' then return wipe_one(KEYS[4], token, known_id, now) end
-local s = load(KEYS[4], now)
-local id = (s and s.id) or redis.call('HGET', KEYS[4], 'id') or known_id
+if ARGV[8] == '1' then return wipe_one(KEYS[4], token, known_id, now_seconds()) end
+local id = redis.call('HGET', KEYS[4], 'id') or known_id
 if id == '' then
   if KEYS[5] then return redis.call('DEL', KEYS[5]) end
   return 0

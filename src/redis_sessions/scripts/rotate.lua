@@ -73,8 +73,7 @@ if s or anonymous then
 end
 if not new_session then  -- an anonymous session regenerated, with its own ttl
   local lifetime = ttl or anonymous_ttl
-  store_anonymous(KEYS[8], d, lifetime)
-  return anonymous_reply(d, lifetime)
+  return anonymous_reply(d, store_anonymous(KEYS[8], d, lifetime))
 end
 new_session.d = d
 store(new_session, new, now)
