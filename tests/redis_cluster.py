@@ -8,6 +8,7 @@ tests/cluster/conftest.py (``sentinel_group``).
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -29,14 +30,17 @@ def _binaries() -> tuple[str, str]:
     return server, cli
 
 
+# Ports below the kernel's ephemeral range (32768 and up here), bus ports (+10000) included, so
+# that no outgoing connection of a busy machine takes one between the choice and the start.
+_PORTS = range(20000, 22768)
+
+
 def _free_ports(count: int, bus: bool = False) -> list[int]:
     """``count`` free loopback ports (and, with ``bus``, each port + 10000 free too)."""
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port in ports or (bus and (port > 55000 or not _is_free(port + 10000))):
+        port = random.choice(_PORTS)
+        if port in ports or not _is_free(port) or (bus and not _is_free(port + 10000)):
             continue
         ports.append(port)
     return ports
@@ -51,9 +55,15 @@ def _is_free(port: int) -> bool:
     return True
 
 
-def _wait(check, what: str, timeout: float = 30.0) -> None:
+class NodeDied(RuntimeError):
+    """A server process ended while it was being waited for (its port was taken, say)."""
+
+
+def _wait(check, what: str, timeout: float = 30.0, process=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise NodeDied(f"{what}: the process exited with {process.returncode}")
         try:
             if check():
                 return
@@ -78,7 +88,8 @@ class Node:
     def start(self) -> Node:
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        _wait(lambda: self.client().ping(), f"redis-server on port {self.port}")
+        _wait(lambda: self.client().ping(), f"redis-server on port {self.port}",
+              process=self.process)
         return self
 
     def client(self) -> redis.Redis:
@@ -108,20 +119,32 @@ class Cluster:
     ``url`` names one node."""
 
     def __init__(self, root: Path, replicas: int = 1) -> None:
-        server, self.cli = _binaries()
+        self.server, self.cli = _binaries()
+        self.root = root
         self.replicas = replicas
-        ports = _free_ports(3 * (1 + replicas), bus=True)
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        ports = _free_ports(3 * (1 + self.replicas), bus=True)
         self.nodes = [
-            Node(server, port, root / str(port), "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(root / str(port) / "nodes.conf"),
+            Node(self.server, port, self.root / str(port), "--cluster-enabled", "yes",
+                 "--cluster-config-file", str(self.root / str(port) / "nodes.conf"),
                  "--cluster-node-timeout", str(NODE_TIMEOUT_MS))
             for port in ports
         ]
         self.url = f"redis://127.0.0.1:{ports[0]}/0"
 
     def start(self) -> Cluster:
-        for node in self.nodes:
-            node.start()
+        for attempt in range(3):  # a port taken meanwhile: other ports
+            try:
+                for node in self.nodes:
+                    node.start()
+                break
+            except NodeDied:
+                self.stop()
+                if attempt == 2:
+                    raise
+                self._choose_ports()
         subprocess.run(
             [self.cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
