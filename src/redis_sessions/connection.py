@@ -53,6 +53,9 @@ _OWED = "_redis_sessions_owed"
 _POLL = "_redis_sessions_poll"
 # on a redis-py pool: its _Idle list in this process (False: a bounded pool, which keeps none)
 _IDLE = "_redis_sessions_idle"
+# on a redis-py Connection: the empty hiredis.Reader its last clean read left (none while a call
+# reads: one that ends any other way takes its reader, and whatever that held, with it)
+_READER = "_redis_sessions_reader"
 _READABLE = select.POLLIN | select.POLLPRI
 
 
@@ -169,7 +172,7 @@ def receive(conn: Any, count: int) -> list[object]:
     """Read ``count`` replies from ``conn`` (error replies are returned, not raised). A broken,
     garbled or over-full stream closes the connection and raises our exception."""
     sock = conn._sock
-    reader = hiredis.Reader()
+    reader = conn.__dict__.pop(_READER, None) or hiredis.Reader()
     replies: list[object] = []
     try:
         while len(replies) < count:
@@ -191,6 +194,7 @@ def receive(conn: Any, count: int) -> list[object]:
         close(conn)
         raise BackendError("Redis protocol error: more replies than requests")
     conn.__dict__[_OWED] = False
+    conn.__dict__[_READER] = reader  # read to its last byte: empty, for the next call
     return replies
 
 

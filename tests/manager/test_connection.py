@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from redis_sessions import BackendError, RedisSessions, core
-from redis_sessions.connection import Lease, give_back, receive, roundtrip, send, take
+from redis_sessions.connection import _READER, Lease, give_back, receive, roundtrip, send, take
 
 from ..redis_server import RedisServer
 
@@ -83,6 +83,22 @@ def test_more_replies_than_requests_close_the_connection(pool: redis.ConnectionP
     give_back(pool, conn)
     assert conn._sock is None
     assert roundtrip(pool, echo("three"), 1) == [b"three"]
+
+
+def test_a_reader_is_kept_for_the_next_call_only_when_read_to_its_last_byte(
+        pool: redis.ConnectionPool) -> None:
+    conn = take(pool)
+    send(conn, echo("one"))
+    assert receive(conn, 1) == [b"one"]
+    kept = conn.__dict__[_READER]
+    assert not kept.has_data()
+    send(conn, echo("two") + echo("three"))
+    time.sleep(0.05)  # both replies arrive in one read: the reader still holds "three"
+    with pytest.raises(BackendError, match="more replies than requests"):
+        receive(conn, 1)
+    assert _READER not in conn.__dict__  # gone with what it held
+    give_back(pool, conn)
+    assert roundtrip(pool, echo("four"), 1) == [b"four"]
 
 
 class Interrupted(BaseException):
