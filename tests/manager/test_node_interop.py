@@ -802,7 +802,10 @@ def test_node_writes_invalidate_pythons_cache(make_rs, node_open, redis_client, 
         redis_client.hset(key, "d", '{"v":2}')
         return cached.get(APP, token)["d"] == {"v": 1}
 
-    assert wait_until(caches, bool), "control: Python's cache_time=60 should cache get() replies"
+    assert wait_until(caches, bool), (
+        "control: Python's cache_time=60 should cache get() replies "
+        f"(listening: {cached.cache._listening}, entries: {len(cached.cache._entries)}, "
+        f"version: {cached.cache._version}, floor: {cached.cache._floor})")
 
     publisher.set(APP, token, {"v": 3})
     got = wait_until(lambda: cached.get(APP, token), lambda s: s and s.get("d") == {"v": 3})
