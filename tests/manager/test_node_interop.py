@@ -802,7 +802,7 @@ def test_node_writes_invalidate_pythons_cache(make_rs, node_open, redis_client, 
         redis_client.hset(key, "d", '{"v":2}')
         return cached.get(APP, token)["d"] == {"v": 1}
 
-    assert wait_until(caches, bool), (
+    assert wait_until(caches, bool, timeout=10.0), (  # (a busy machine: more than 3 s, once)
         "control: Python's cache_time=60 should cache get() replies "
         f"(listening: {cached.cache._listening}, entries: {len(cached.cache._entries)}, "
         f"version: {cached.cache._version}, floor: {cached.cache._floor})")
