@@ -292,17 +292,17 @@ def fresh_limit(stored_ttl: int, no_resave: bool, resolution: int) -> int:
     return limit - 1 if no_resave else limit
 
 
-def _stored(id_: bytes, r: bytes, w: bytes, ttl: bytes, la: bytes, ip: bytes | None,
-            d: bytes | None, no_resave: bytes | None, now: int) -> Session | None:
-    """Node's session dict from a session hash's stored texts at the server's time ``now``
-    (idle and a no_resave session's remaining ttl computed); None when they are no session's.
-    An anonymous session's ``id`` is None."""
+def _stored(id_: bytes, r: bytes, w: bytes, stored_ttl: int, last: int, ip: bytes | None,
+            d: bytes | None, fixed: bool, now: int) -> Session | None:
+    """Node's session dict from a session hash's stored texts (its ttl and la already read as
+    numbers; ``fixed``: no_resave) at the server's time ``now`` (idle and a no_resave session's
+    remaining ttl computed); None when they are no session's. An anonymous session's ``id`` is
+    None."""
     try:
-        reads, writes, stored_ttl, last = int(r), int(w), int(ttl), int(la)
+        reads, writes = int(r), int(w)
     except (TypeError, ValueError):
         return None
     idle = now - last
-    fixed = no_resave == b"1"
     session = core.parse_session([id_, reads, writes, stored_ttl - idle if fixed else stored_ttl,
                                   idle, ip or None, d or None, 1 if fixed else 0])
     if session is not None and not session["id"]:
@@ -325,7 +325,11 @@ def parse_text(reply: object) -> tuple[Session | None, int]:
         now = int(now_text)
     except ValueError:
         return None, 0
-    return _stored(id_, r, w, ttl, la, ip, d, no_resave, now), now
+    try:
+        stored_ttl, last = int(ttl), int(la)
+    except ValueError:
+        return None, now
+    return _stored(id_, r, w, stored_ttl, last, ip, d, no_resave == b"1", now), now
 
 
 def parse(reply: object) -> Session | None:
@@ -541,10 +545,12 @@ class Operations:
             stored_ttl = int(ttl)
         except (TypeError, ValueError):
             return None
-        if not 0 <= now - last <= fresh_limit(stored_ttl, no_resave == b"1", self.resolution):
+        fixed = no_resave == b"1"
+        if not 0 <= now - last <= fresh_limit(stored_ttl, fixed, self.resolution):
             return None
         # idle as reported: by the lower bound of the server's time (at least la's)
-        session = _stored(id_, r, w, ttl, la, ip, d, no_resave, max(int(mono + clock[0]), last))
+        session = _stored(id_, r, w, stored_ttl, last, ip, d, fixed,
+                          max(int(mono + clock[0]), last))
         if session is None or (session["id"] is None) != anonymous:
             return None  # (an empty id in a user session's hash: the function decides)
         return session
