@@ -176,6 +176,8 @@ class LocalCache:
             except Exception as exc:  # noqa: BLE001 - any failure means: stop trusting the cache
                 if self._listening:
                     log.warning("redis-sessions: cache invalidation lost (%s); cache flushed", exc)
+                else:
+                    log.debug("redis-sessions: cache not subscribed yet (%r); trying again", exc)
                 self._listening = False
                 self.flush()
                 self._stop.wait(backoff)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import queue
 import re
@@ -706,7 +707,9 @@ def test_no_resave_counts_down_on_both_sides(sides, creator, reader, redis_clien
     age(redis_client, namespace, APP, token, 30)
     got = sides[reader].get(APP, token)
     assert got["no_resave"] is True
-    assert 29 <= got["idle"] <= 31 and got["ttl"] == 100 - got["idle"], got
+    # (a second off when Node's first read fell at idle 1: Node v4 then stores the remaining
+    # ttl, 99, but moves la only beyond idle 1)
+    assert 29 <= got["idle"] <= 31 and abs(got["ttl"] - (100 - got["idle"])) <= 1, got
     assert redis_client.hget(key, "ttl") == str(got["ttl"]).encode()  # the remaining ttl is stored
     now = server_now(redis_client)
     assert abs(int(redis_client.hget(key, "la")) - now) <= 1
@@ -784,7 +787,9 @@ def test_python_writes_invalidate_nodes_cache(rs, node_open, redis_client, names
     assert got is None, "Python's kill() did not invalidate Node's cache"
 
 
-def test_node_writes_invalidate_pythons_cache(make_rs, node_open, redis_client, namespace):
+def test_node_writes_invalidate_pythons_cache(make_rs, node_open, redis_client, namespace,
+                                             caplog):
+    caplog.set_level(logging.DEBUG, logger="redis_sessions")  # the listener's, if it fails
     try:
         cached = make_rs(cache_time=60)
     except TypeError as exc:
